@@ -1,0 +1,296 @@
+"""One listening session: the Audio-Interaction listen/speak loop. No rclpy, threads or clocks here.
+
+The loop (PROTOCOL.md §3), once per 0.4 s chunk:
+
+1. Append the listening block ``[AUDIO_BEGIN, PAD x10, ASSISTANT]`` after the last sampled token
+   (the first block follows the 46-token prefix) and write the chunk's 10 encoder rows over the PADs.
+2. Read the logits at ASSISTANT, restricted to KEEP_SILENCE / TEXT_BEGIN: the speak probability is
+   the softmax over those two; the decision is sampled (greedy at temperature 0).
+3. KEEP_SILENCE: done, the token is fed with the next block. TEXT_BEGIN: speak one token at a time
+   until TEXT_END (an emotion id first, then text), at most ``max_reply_tokens``. Audio that arrives
+   meanwhile waits in the engine: a reply sits between chunk k and chunk k+1, as in training.
+
+Context policy (the reference crashes at 4096 positions, about 2 minutes): the session keeps its
+history as blocks (the prefix, then one block per chunk with its reply if any). Before any forward
+that would pass ``max_context_tokens`` it drops the oldest unpinned blocks until prefix + pinned
+blocks (spoken instructions) + the most recent blocks fit in ``keep_context_tokens``, and rebuilds
+the KV cache from those blocks with positions starting at 0 again, exactly as if a fresh session had
+heard only them. Memory is therefore bounded by ``max_context_tokens``, per-chunk attention cost
+is bounded, and one rebuild (a forward over ``keep_context_tokens``) happens every
+``(max - keep) / 13`` silent chunks (about 2 minutes of silence with the defaults).
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+
+from .events import ContextRebuilt, Decision, Event, ReplyDelta, ReplyDone
+from .model import AudioInteractionModel
+from .protocol import (AUDIO_SLOT_OFFSET, AUDIO_TOKENS_PER_CHUNK, CHUNK_SECONDS, CONTROL_IDS,
+                       EMOTIONS, ENGLISH, KEEP_SILENCE, LISTEN_BLOCK_IDS, ONLINE, SYSTEM_PROMPT,
+                       TEXT_BEGIN, TEXT_END, TRAINED_CONTEXT_TOKENS)
+from .sampling import SamplingConfig, sample
+
+RopePositions = Literal["exact", "reference"]
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    """Options of one session; frozen: change them by building a new session."""
+
+    name: str = "assistant"
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    max_reply_tokens: int = 256
+    # "reference" rounds RoPE positions through float16 like the authors' current code
+    # (positions > 2048 become even); "exact" is what training most likely used.
+    rope_positions: RopePositions = "exact"
+    max_context_tokens: int = TRAINED_CONTEXT_TOKENS
+    keep_context_tokens: int = TRAINED_CONTEXT_TOKENS // 2
+    system_prompt: str = SYSTEM_PROMPT
+
+    def __post_init__(self) -> None:
+        if self.rope_positions not in ("exact", "reference"):
+            raise ValueError(f"rope_positions must be exact or reference, got "
+                             f"{self.rope_positions!r}")
+        if self.max_reply_tokens < 1:
+            raise ValueError(f"max_reply_tokens must be >= 1, got {self.max_reply_tokens}")
+        # A rebuild must leave room for at least one whole block with the longest reply.
+        if not self.keep_context_tokens + 16 <= self.max_context_tokens:
+            raise ValueError(
+                f"keep_context_tokens ({self.keep_context_tokens}) must be at least 16 below "
+                f"max_context_tokens ({self.max_context_tokens})")
+        if self.max_reply_tokens + 128 > self.keep_context_tokens:
+            raise ValueError(
+                f"max_reply_tokens ({self.max_reply_tokens}) + 128 must not exceed "
+                f"keep_context_tokens ({self.keep_context_tokens}): a reply must fit the context")
+
+
+@dataclass
+class _Block:
+    """One listening block and what the model produced after it."""
+
+    ids: list[int]
+    audio: torch.Tensor | None  # (10, width) rows written over the PAD slots
+    pinned: bool = False  # spoken instructions survive context rebuilds
+
+
+class TextStream:
+    """Incremental detokenisation: emits only complete characters, never a broken UTF-8 tail."""
+
+    def __init__(self, decode: Callable[[list[int]], str]) -> None:
+        self._decode = decode
+        self.ids: list[int] = []
+        self.text = ""
+
+    def push(self, token: int) -> str:
+        """Add one BPE id; return the text that became final with it (may be empty)."""
+        self.ids.append(token)
+        text = self._decode(self.ids)
+        if text.endswith("\ufffd"):  # a multi-byte character is not complete yet
+            return ""
+        delta = text[len(self.text):] if text.startswith(self.text) else text
+        self.text = text
+        return delta
+
+    def finish(self) -> str:
+        """Whatever is left (a truly invalid byte sequence shows as U+FFFD)."""
+        text = self._decode(self.ids)
+        delta = text[len(self.text):] if text.startswith(self.text) else ""
+        self.text = text
+        return delta
+
+
+class ListenSession:
+    """Per-stream state of the loop on a shared model: KV cache, history, chunk counter."""
+
+    def __init__(self, model: AudioInteractionModel, config: SessionConfig | None = None) -> None:
+        self.model = model
+        self.config = config or SessionConfig()
+        self.prefix_ids: list[int] = ([ONLINE, ENGLISH, TEXT_BEGIN, TEXT_BEGIN]
+                                      + model.encode_text(self.config.system_prompt) + [TEXT_END])
+        if len(self.prefix_ids) + 64 + self.config.max_reply_tokens > \
+                self.config.keep_context_tokens:
+            raise ValueError("system prompt too long for keep_context_tokens")
+        self._generator = torch.Generator()
+        self.reset()
+
+    # ----------------------------------------------------------------- state
+    def reset(self) -> None:
+        """Back to the state right after construction (weights untouched)."""
+        self._cache = self.model.new_cache()
+        self._blocks: list[_Block] = []
+        self._fed = 0  # tokens in the KV cache
+        self._total = len(self.prefix_ids)  # tokens in the logical sequence
+        self.chunk_index = 0
+        self.rebuilds = 0
+        if self.config.sampling.seed is not None:
+            self._generator.manual_seed(self.config.sampling.seed)
+        else:
+            self._generator.seed()
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def context_tokens(self) -> int:
+        """Length of the current context (positions in use after the next feed)."""
+        return self._total
+
+    @property
+    def cached_tokens(self) -> int:
+        """Positions held in the KV cache (the reference's ``input_pos_maxp1``)."""
+        return self._fed
+
+    @property
+    def history_blocks(self) -> int:
+        return len(self._blocks)
+
+    # ----------------------------------------------------------------- the loop
+    @torch.inference_mode()
+    def listen(self, audio: torch.Tensor, *, stream_time_s: float | None = None,
+               pinned: bool = False, emit: Callable[[Event], None] | None = None) -> list[Event]:
+        """Feed one chunk's encoder rows (10, width); return the events it caused, in order.
+
+        A silent chunk yields one Decision; a spoken one also ReplyDelta(s) and a ReplyDone
+        (the reply is generated before this returns). ``emit`` receives each event as it
+        happens, so a transport can stream reply text while it is generated.
+        """
+        if audio.shape != (AUDIO_TOKENS_PER_CHUNK, self.model.embed_dim):
+            raise ValueError(f"audio rows must be ({AUDIO_TOKENS_PER_CHUNK}, "
+                             f"{self.model.embed_dim}), got {tuple(audio.shape)}")
+        events: list[Event] = []
+
+        def report(event: Event) -> None:
+            events.append(event)
+            if emit is not None:
+                emit(event)
+
+        started = time.perf_counter()
+        chunk = self.chunk_index
+        self.chunk_index += 1
+        when = stream_time_s if stream_time_s is not None else (chunk + 1) * CHUNK_SECONDS
+        self._ensure_room(len(LISTEN_BLOCK_IDS) + 1, chunk, report)
+        block = _Block(list(LISTEN_BLOCK_IDS), audio.to(self.model.device, self.model.dtype),
+                       pinned)
+        unfed = self._unfed_ids()
+        embeds = self.model.embed(unfed + block.ids)
+        start = len(unfed) + AUDIO_SLOT_OFFSET
+        embeds[start:start + AUDIO_TOKENS_PER_CHUNK] = block.audio
+        self._blocks.append(block)
+        self._total += len(block.ids)
+        logits = self._forward(embeds)
+        pair = logits[[KEEP_SILENCE, TEXT_BEGIN]]
+        p_speak = float(torch.softmax(pair, dim=-1)[1])
+        speak = sample(pair, self.config.sampling, self._generator) == 1
+        self._append(block, TEXT_BEGIN if speak else KEEP_SILENCE)
+        report(Decision(self.name, chunk, when, p_speak, speak, time.perf_counter() - started))
+        if speak:
+            self._speak(block, chunk, when, p_speak, started, report)
+        return events
+
+    def _speak(self, block: _Block, chunk: int, when: float, p_speak: float, started: float,
+               report: Callable[[Event], None]) -> None:
+        emotion: str | None = None
+        stream = TextStream(self.model.decode)
+        first_text_s = None
+        truncated = True
+        for step in range(self.config.max_reply_tokens):
+            self._ensure_room(2, chunk, report)
+            logits = self._forward(self.model.embed(self._unfed_ids()))
+            token = sample(logits, self.config.sampling, self._generator)
+            self._append(block, token)
+            if token == TEXT_END:
+                truncated = False
+                break
+            if step == 0 and token in EMOTIONS:
+                emotion = EMOTIONS[token]
+                continue
+            if token in CONTROL_IDS or token > TEXT_END:
+                continue  # repurposed/special ids are never text
+            delta = stream.push(token)
+            if delta:
+                first_text_s = first_text_s or time.perf_counter() - started
+                report(ReplyDelta(self.name, chunk, delta, emotion))
+        if truncated:  # close the turn so the next block follows the trained layout
+            self._append(block, TEXT_END)
+        tail = stream.finish()
+        if tail:
+            first_text_s = first_text_s or time.perf_counter() - started
+            report(ReplyDelta(self.name, chunk, tail, emotion))
+        report(ReplyDone(self.name, chunk, when, stream.text, emotion,
+                         tuple(block.ids[len(LISTEN_BLOCK_IDS):]), p_speak, truncated,
+                         first_text_s, time.perf_counter() - started))
+
+    # ----------------------------------------------------------------- plumbing
+    def _append(self, block: _Block, token: int) -> None:
+        block.ids.append(token)
+        self._total += 1
+
+    def _unfed_ids(self) -> list[int]:
+        """Tokens of the logical sequence not yet in the cache (the prefix, or the last sample)."""
+        n = self._total - self._fed
+        if not self._blocks:
+            return self.prefix_ids[len(self.prefix_ids) - n:] if n else []
+        tail = self._blocks[-1].ids
+        assert n <= len(tail) - len(LISTEN_BLOCK_IDS) or self._fed == 0, "audio left unfed"
+        return tail[len(tail) - n:] if n else []
+
+    def _positions(self, start: int, count: int) -> torch.Tensor:
+        positions = torch.arange(start, start + count, device=self.model.device)
+        if self.config.rope_positions == "reference":
+            # the authors build RoPE indices in float16: exact up to 2048, then rounded to even
+            positions = positions.to(torch.float16).to(torch.long)
+        return positions
+
+    def _forward(self, embeds: torch.Tensor) -> torch.Tensor:
+        logits = self.model.forward(embeds, self._cache, self._fed,
+                                    self._positions(self._fed, embeds.shape[0]))
+        self._fed += embeds.shape[0]
+        return logits
+
+    def _ensure_room(self, new_tokens: int, chunk: int, report: Callable[[Event], None]) -> None:
+        """Rebuild the context if feeding ``new_tokens`` more would pass max_context_tokens."""
+        if self._total + new_tokens <= self.config.max_context_tokens:
+            return
+        before = self._total
+        budget = self.config.keep_context_tokens - len(self.prefix_ids)
+        current = self._blocks[-1] if self._blocks and self._blocks[-1].ids[-1] not in (
+            KEEP_SILENCE, TEXT_END) else None  # a reply in progress stays whole
+        keep = {id(b) for b in self._blocks if b.pinned}
+        used = sum(len(b.ids) for b in self._blocks if b.pinned)
+        if current is not None:
+            keep.add(id(current))
+            used += len(current.ids)
+        for block in reversed(self._blocks):
+            if id(block) in keep:
+                continue
+            if used + len(block.ids) > budget:
+                break
+            keep.add(id(block))
+            used += len(block.ids)
+        dropped = len(self._blocks) - len(keep)
+        self._blocks = [b for b in self._blocks if id(b) in keep]
+        self._prefill_history()
+        self.rebuilds += 1
+        report(ContextRebuilt(self.name, chunk, before, self._total, dropped))
+
+    def _prefill_history(self) -> None:
+        """New cache holding prefix + kept blocks, all but the last (unsampled-into) token."""
+        self._cache = self.model.new_cache()
+        self._fed = 0
+        ids = list(self.prefix_ids)
+        slots: list[tuple[int, torch.Tensor]] = []
+        for block in self._blocks:
+            if block.audio is not None:
+                slots.append((len(ids) + AUDIO_SLOT_OFFSET, block.audio))
+            ids.extend(block.ids)
+        self._total = len(ids)
+        embeds = self.model.embed(ids[:-1])
+        for offset, rows in slots:
+            embeds[offset:offset + AUDIO_TOKENS_PER_CHUNK] = rows
+        self._forward(embeds)

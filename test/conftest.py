@@ -1,0 +1,40 @@
+"""Shared fixtures: the tiny trained checkpoint and its golden outputs from ../shared/fixtures."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("AUDIO_INTERACTION_SHARED", REPO.parent / "shared"))
+FIXTURE = SHARED / "fixtures" / "tiny-beep"
+AUDIO_DIR = SHARED / "audio"
+
+
+def _require(path: Path) -> Path:
+    if not path.exists():
+        message = (f"{path} is missing: the tests need the shared fixtures beside the repository "
+                   "(../shared) or AUDIO_INTERACTION_SHARED pointing at them")
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture(scope="session")
+def fixture_dir() -> Path:
+    return _require(FIXTURE)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(fixture_dir):
+    """The fixture checkpoint loaded once, fp32 on CPU (the golden_fp32 reference precision)."""
+    from audio_interaction_ros.core.model import AudioInteractionModel
+
+    return AudioInteractionModel.load(fixture_dir / "ckpt", device="cpu", dtype="float32")
+
+
+@pytest.fixture(scope="session")
+def audio_dir() -> Path:
+    return _require(AUDIO_DIR)

@@ -1,0 +1,166 @@
+"""Parity with the authors' reference inference on the tiny-beep fixture (greedy, CPU, fp32).
+
+Tokens alone prove little on this toy (its margins are wide), so every case also checks the mel,
+the encoder output, the order and positions of every forward, and the top-5 logits.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from audio_interaction_ros.core.audio import pad_to_chunks, read_audio_file
+from audio_interaction_ros.core.events import Decision, ReplyDone
+from audio_interaction_ros.core.features import StreamingFrontEnd, reference_features
+from audio_interaction_ros.core.protocol import CHUNK_SAMPLES, KEEP_SILENCE, TEXT_BEGIN
+from audio_interaction_ros.core.sampling import SamplingConfig
+from audio_interaction_ros.core.session import ListenSession, SessionConfig
+
+CASES = ["silence", "beep", "mixed", "speech", "sample", "long", "multi_beep_speech"]
+TRAILING_SAMPLES = 3 * CHUNK_SAMPLES  # 1.0 s of zeros padded to whole chunks
+MEL_TOL = 1e-4
+ENC_TOL = 1e-4
+LOGIT_TOL_FP32 = 1e-4
+
+
+def load_case(fixture_dir, case: str, golden: str = "golden_fp32"):
+    root = fixture_dir / golden / case
+    result = json.loads((root / "result.json").read_text())
+    calls = json.loads((root / "calls.json").read_text())["calls"]
+    return result, calls
+
+
+def case_files(fixture_dir, result) -> list:
+    return [fixture_dir / "golden" / case_dir_rel(p) for p in result["inputs"]]
+
+
+def case_dir_rel(path: str) -> str:
+    return "inputs/" + path.rsplit("/", 1)[-1]
+
+
+def segments(fixture_dir, result):
+    """(audio of each step) exactly as the reference fed them: file, then 3 chunks of zeros."""
+    for path in case_files(fixture_dir, result):
+        yield pad_to_chunks(read_audio_file(path), CHUNK_SAMPLES)
+        yield np.zeros(TRAILING_SAMPLES, dtype=np.float32)
+
+
+class Recorder:
+    """Wraps model.forward to keep (first cache position, length, logits) of every call."""
+
+    def __init__(self, model, monkeypatch):
+        self.calls: list[tuple[int, int, torch.Tensor]] = []
+        original = model.forward
+
+        def forward(embeds, cache, start, position_ids):
+            logits = original(embeds, cache, start, position_ids)
+            self.calls.append((start, embeds.shape[0], logits.clone()))
+            return logits
+
+        monkeypatch.setattr(model, "forward", forward)
+
+
+def run_session(model, steps_features, rope: str):
+    session = ListenSession(model, SessionConfig(sampling=SamplingConfig(temperature=0.0),
+                                                 rope_positions=rope))
+    turns, decisions = [], []
+    for features in steps_features:
+        for rows in features:
+            for event in session.listen(rows):
+                if isinstance(event, Decision):
+                    decisions.append(event)
+                    if not event.speak:
+                        turns.append([KEEP_SILENCE])
+                elif isinstance(event, ReplyDone):
+                    turns.append(list(event.tokens))
+    return session, turns, decisions
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_reference_mode_matches_golden(case, tiny_model, fixture_dir, monkeypatch):
+    result, golden_calls = load_case(fixture_dir, case)
+    recorder = Recorder(tiny_model, monkeypatch)
+    features = []
+    for k, samples in enumerate(segments(fixture_dir, result)):
+        mel = reference_features(samples)
+        enc = tiny_model.encode(mel)
+        mel_file = fixture_dir / "golden" / case / f"mel_{k}.npy"
+        if mel_file.exists():
+            np.testing.assert_allclose(mel.numpy(), np.load(mel_file), atol=MEL_TOL, rtol=0)
+        enc_file = fixture_dir / "golden" / case / f"enc_{k}.npy"
+        if enc_file.exists():
+            np.testing.assert_allclose(enc.numpy(), np.load(enc_file), atol=ENC_TOL, rtol=0)
+        features.append(enc)
+    session, turns, decisions = run_session(tiny_model, features, rope="reference")
+
+    assert turns == result["turns"]
+    assert session.cached_tokens == result["last_position_used"]
+    assert session.rebuilds == 0
+    assert len(recorder.calls) == len(golden_calls)
+    for (start, length, logits), golden in zip(recorder.calls, golden_calls):
+        assert [start, start + length - 1] == golden["pos_in"], golden["i"]
+        assert length == len(golden["ids_in"])
+        assert int(torch.argmax(logits)) == golden["argmax"]
+        for token, value in golden["top5"]:
+            assert abs(float(logits[token]) - value) <= LOGIT_TOL_FP32, (golden["i"], token)
+
+    # p_speak: softmax over the two listening logits, checked on every listening call
+    listening = [c for c in golden_calls if c["ids_in"][-1] == 151602]
+    assert len(listening) == len(decisions)
+    for call, decision in zip(listening, decisions):
+        top = dict((t, v) for t, v in call["top5"])
+        expected = float(torch.softmax(torch.tensor([top[KEEP_SILENCE], top[TEXT_BEGIN]],
+                                                    dtype=torch.float64), 0)[1])
+        assert decision.p_speak == pytest.approx(expected, rel=1e-3, abs=1e-7)
+
+
+def test_fp16_golden_logits_within_tolerance(tiny_model, fixture_dir, monkeypatch):
+    """The fp16 reference run (golden/) differs from fp32 by rounding only: within 2e-2."""
+    result, golden_calls = load_case(fixture_dir, "mixed", golden="golden")
+    recorder = Recorder(tiny_model, monkeypatch)
+    feats = [tiny_model.encode(reference_features(s)) for s in segments(fixture_dir, result)]
+    run_session(tiny_model, feats, rope="reference")
+    for (_, _, logits), golden in zip(recorder.calls, golden_calls):
+        for token, value in golden["top5"]:
+            assert abs(float(logits[token]) - value) <= 2e-2
+
+
+def test_exact_positions_differ_past_2048(tiny_model, fixture_dir, monkeypatch):
+    """The float16 position quirk matters: exact positions move logits past position 2048."""
+    result, golden_calls = load_case(fixture_dir, "long")
+    recorder = Recorder(tiny_model, monkeypatch)
+    feats = [tiny_model.encode(reference_features(s)) for s in segments(fixture_dir, result)]
+    _, turns, _ = run_session(tiny_model, feats, rope="exact")
+    assert turns == result["turns"]  # the toy's margins are wide
+    worst = max(abs(float(logits[t]) - v)
+                for (start, _, logits), g in zip(recorder.calls, golden_calls)
+                if start > 2048 for t, v in g["top5"])
+    assert worst > 1e-2
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c != "long"])
+def test_streaming_mode_replies_on_same_chunks(case, tiny_model, fixture_dir):
+    """The causal front end (what the ROS node runs) answers on the same chunks."""
+    result, _ = load_case(fixture_dir, case)
+    front = StreamingFrontEnd()
+    feats = []
+    for samples in segments(fixture_dir, result):
+        mels = [front.push(chunk) for chunk in samples.reshape(-1, CHUNK_SAMPLES)]
+        feats.append(tiny_model.encode(torch.cat(mels, dim=1)))
+    _, turns, _ = run_session(tiny_model, feats, rope="exact")
+    assert turns == result["turns"]
+
+
+def test_streaming_long_case_replies_on_same_chunks(tiny_model, fixture_dir):
+    result, _ = load_case(fixture_dir, "long")
+    front = StreamingFrontEnd()
+    feats = []
+    for samples in segments(fixture_dir, result):
+        mels = [front.push(chunk) for chunk in samples.reshape(-1, CHUNK_SAMPLES)]
+        feats.append(tiny_model.encode(torch.cat(mels, dim=1)))
+    _, turns, _ = run_session(tiny_model, feats, rope="exact")
+    spoken = [i for i, t in enumerate(turns) if t[0] == TEXT_BEGIN]
+    expected = [i for i, t in enumerate(result["turns"]) if t[0] == TEXT_BEGIN]
+    assert spoken == expected
