@@ -102,7 +102,7 @@ def decode_pcm(payload: bytes | bytearray | memoryview | NDArray[np.uint8], fmt:
         nonfinite = int(bad.sum())
         if nonfinite:
             samples = np.where(bad, np.float32(0.0), samples)
-        np.clip(samples, -1.0, 1.0, out=samples)
+        samples = np.clip(samples, -1.0, 1.0)  # a new array: the payload may be read-only
     return Decoded(np.ascontiguousarray(samples, dtype=np.float32), len(raw) - usable, nonfinite)
 
 

@@ -1,0 +1,30 @@
+"""ament_python package: the repository root is the package (ARCHITECTURE.md §2)."""
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = "audio_interaction_ros"
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    packages=find_packages(exclude=["test", "test.*", "bench", "tools"]),
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
+        (f"share/{PACKAGE}/config", glob("config/*.yaml")),
+    ],
+    install_requires=["setuptools"],
+    zip_safe=True,
+    maintainer="audio_interaction_ros developers",
+    maintainer_email="dev@audio-interaction-ros.invalid",
+    description="ROS 2 ears for a robot: the Audio-Interaction streaming audio-language model.",
+    license="Apache-2.0",
+    tests_require=["pytest"],
+    entry_points={
+        "console_scripts": [
+            "audio-interaction-run = audio_interaction_ros.runner:main",
+        ],
+    },
+)
