@@ -20,7 +20,8 @@ import torch
 from numpy.typing import NDArray
 
 from .events import AudioDropped, Decision, EngineError, Event, ReplyDone
-from .features import DEFAULT_FLOOR_WINDOW_S, StreamingFrontEnd
+from .audio import pad_to_chunks
+from .features import DEFAULT_FLOOR_WINDOW_S, StreamingFrontEnd, reference_features
 from .model import AudioInteractionModel
 from .protocol import CHUNK_SAMPLES, CHUNK_SECONDS, SAMPLE_RATE_HZ
 from .session import ListenSession
@@ -164,6 +165,7 @@ class Engine:
         self._timings: deque[StepTiming] = deque(maxlen=TIMING_WINDOW)
         self._thread: threading.Thread | None = None
         self._stopping = False
+        self.busy = False  # a chunk is being processed (replies included)
         self._chunks = 0
         self._clock_samples = 0  # consumed + dropped: the audio clock of the stream
         self._replies = 0
@@ -203,6 +205,31 @@ class Engine:
         """Reset one session's context between chunks; unknown names raise KeyError now."""
         session = self._sessions[name]
         self.call_soon(session.reset)
+
+    def inject_audio(self, name: str, samples: NDArray[np.float32], pinned: bool = True) -> None:
+        """Feed recorded audio (a spoken instruction) to one session before the next live chunk.
+
+        The whole recording is known, so it is encoded in reference mode (one mel, its own
+        floor); ``pinned`` keeps it through context rebuilds so the task is never forgotten.
+        """
+        session = self._sessions[name]
+        audio = pad_to_chunks(np.asarray(samples, dtype=np.float32), CHUNK_SAMPLES)
+
+        def feed() -> None:
+            rows = self.model.encode(reference_features(audio))
+            for chunk_rows in rows:
+                session.listen(chunk_rows, pinned=pinned, emit=self._emit)
+
+        self.call_soon(feed)
+
+    def add_text_turn(self, name: str, text: str) -> None:
+        """Insert a typed instruction turn into one session before the next chunk."""
+        session = self._sessions[name]
+        self.call_soon(lambda: session.add_text_turn(text))
+
+    def session(self, name: str) -> ListenSession:
+        """A session by name, to be changed only through ``call_soon``."""
+        return self._sessions[name]
 
     @property
     def session_names(self) -> list[str]:
@@ -276,7 +303,7 @@ class Engine:
                     command = self._commands.popleft()
                     self._lock.release()
                     try:
-                        command()
+                        self._run_command(command)
                     finally:
                         self._lock.acquire()
                 if self._pending_drops:
@@ -292,6 +319,14 @@ class Engine:
                     return chunk
                 self._lock.wait(0.5)
 
+    def _run_command(self, command: Callable[[], None]) -> None:
+        try:
+            command()
+        except (RuntimeError, ValueError, KeyError) as exc:
+            self._errors += 1
+            self._last_error = f"command failed: {exc}"
+            self._emit(EngineError(self._last_error))
+
     def _flush_drops(self) -> None:
         with self._lock:
             pending, self._pending_drops = self._pending_drops, Counter()
@@ -301,6 +336,13 @@ class Engine:
             self._emit(AudioDropped(samples, reason))
 
     def _process(self, chunk: NDArray[np.float32]) -> None:
+        self.busy = True
+        try:
+            self._process_chunk(chunk)
+        finally:
+            self.busy = False
+
+    def _process_chunk(self, chunk: NDArray[np.float32]) -> None:
         self._clock_samples += CHUNK_SAMPLES
         stream_time_s = self._clock_samples / SAMPLE_RATE_HZ
         reply_s = 0.0

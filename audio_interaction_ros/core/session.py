@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import torch
@@ -32,7 +32,7 @@ from .events import ContextRebuilt, Decision, Event, ReplyDelta, ReplyDone
 from .model import AudioInteractionModel
 from .protocol import (AUDIO_SLOT_OFFSET, AUDIO_TOKENS_PER_CHUNK, CHUNK_SECONDS, CONTROL_IDS,
                        EMOTIONS, ENGLISH, KEEP_SILENCE, LISTEN_BLOCK_IDS, ONLINE, SYSTEM_PROMPT,
-                       TEXT_BEGIN, TEXT_END, TRAINED_CONTEXT_TOKENS)
+                       TEXT_BEGIN, TEXT_END, TRAINED_CONTEXT_TOKENS, USER)
 from .sampling import SamplingConfig, sample
 
 RopePositions = Literal["exact", "reference"]
@@ -132,6 +132,12 @@ class ListenSession:
         else:
             self._generator.seed()
 
+    def set_sampling(self, sampling: SamplingConfig) -> None:
+        """Change decoding settings from the next token on (call between chunks)."""
+        self.config = replace(self.config, sampling=sampling)
+        if sampling.seed is not None:
+            self._generator.manual_seed(sampling.seed)
+
     @property
     def name(self) -> str:
         return self.config.name
@@ -193,6 +199,21 @@ class ListenSession:
             self._speak(block, chunk, when, p_speak, started, report)
         return events
 
+    def add_text_turn(self, text: str) -> None:
+        """Insert a typed instruction as ``[USER, TEXT_BEGIN, text, TEXT_END]`` before the next
+        chunk. The published model was trained with spoken instructions only (PROTOCOL.md §3.7),
+        so this is an untrained path; the turn is pinned and survives context rebuilds."""
+        ids = self.model.encode_text(text)
+        if not ids:
+            raise ValueError("a text turn needs some text")
+        limit = self.config.keep_context_tokens // 4
+        if len(ids) > limit:
+            raise ValueError(f"text turn of {len(ids)} tokens is longer than {limit} "
+                             "(keep_context_tokens / 4)")
+        block = _Block([USER, TEXT_BEGIN, *ids, TEXT_END], None, pinned=True)
+        self._blocks.append(block)
+        self._total += len(block.ids)
+
     def _speak(self, block: _Block, chunk: int, when: float, p_speak: float, started: float,
                report: Callable[[Event], None]) -> None:
         emotion: str | None = None
@@ -232,13 +253,21 @@ class ListenSession:
         self._total += 1
 
     def _unfed_ids(self) -> list[int]:
-        """Tokens of the logical sequence not yet in the cache (the prefix, or the last sample)."""
+        """Tokens of the logical sequence not yet in the cache: the prefix at the start, then
+        the last sampled token, plus any text turn added since (never an audio slot)."""
         n = self._total - self._fed
-        if not self._blocks:
-            return self.prefix_ids[len(self.prefix_ids) - n:] if n else []
-        tail = self._blocks[-1].ids
-        assert n <= len(tail) - len(LISTEN_BLOCK_IDS) or self._fed == 0, "audio left unfed"
-        return tail[len(tail) - n:] if n else []
+        pieces: list[int] = []
+        for block in reversed(self._blocks):
+            if n <= 0:
+                break
+            take = min(n, len(block.ids))
+            assert block.audio is None or take <= len(block.ids) - len(LISTEN_BLOCK_IDS), \
+                "an audio slot was left unfed"
+            pieces[:0] = block.ids[len(block.ids) - take:]
+            n -= take
+        if n > 0:
+            pieces[:0] = self.prefix_ids[len(self.prefix_ids) - n:]
+        return pieces
 
     def _positions(self, start: int, count: int) -> torch.Tensor:
         positions = torch.arange(start, start + count, device=self.model.device)

@@ -166,3 +166,36 @@ def test_duplicate_session_names_rejected(tiny_model):
 def test_backlog_must_hold_a_chunk():
     with pytest.raises(ValueError, match="max_backlog_s"):
         EngineConfig(max_backlog_s=0.1)
+
+
+def test_injected_instruction_reaches_only_its_session_before_live_audio(tiny_model, beep):
+    events = []
+    sessions = [ListenSession(tiny_model, SessionConfig(name=n, sampling=GREEDY))
+                for n in ("assistant", "reporter")]
+    engine = Engine(tiny_model, sessions, emit=events.append)
+    engine.push(np.zeros(CHUNK_SAMPLES, np.float32))
+    engine.inject_audio("reporter", beep)  # queued before the live chunk is taken
+    engine.process_pending()
+    order = [(e.session, e.chunk_index) for e in events if isinstance(e, Decision)]
+    assert order == [("reporter", k) for k in range(6)] + [("assistant", 0), ("reporter", 6)]
+    assert sessions[1].history_blocks == 7
+    assert sum(b.pinned for b in sessions[1]._blocks) == 6
+    assert [e.session for e in events if isinstance(e, ReplyDone)] == ["reporter"]
+
+
+def test_text_turn_is_fed_with_the_next_chunk(tiny_model):
+    events = []
+    session = ListenSession(tiny_model, SessionConfig(sampling=GREEDY))
+    engine = Engine(tiny_model, [session], emit=events.append)
+    engine.push(np.zeros(CHUNK_SAMPLES, np.float32))
+    engine.process_pending()
+    before = session.cached_tokens
+    engine.add_text_turn("assistant", "hear")
+    engine.push(np.zeros(CHUNK_SAMPLES, np.float32))
+    engine.process_pending()
+    turn = len(tiny_model.encode_text("hear")) + 3
+    assert session.cached_tokens == before + turn + 13
+    engine.add_text_turn("assistant", "")
+    engine.process_pending()
+    assert [e.message for e in events if isinstance(e, EngineError)] == \
+        ["command failed: a text turn needs some text"]

@@ -1,0 +1,134 @@
+"""``audio-interaction-bringup``: interaction.launch.py's wiring without the launch stack.
+
+Runs the capture (or player) node and the interaction node in one process on a
+MultiThreadedExecutor, with the same arguments, parameter file and remappings, configures and
+activates the lifecycle node as the launch file does, and can print what the nodes publish
+(``--print``): the demo and robots without ros2launch use it. Messages still travel over the
+middleware (rclpy does not shortcut same-process topics).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import rclpy
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.lifecycle import TransitionCallbackReturn
+from rclpy.parameter import Parameter
+
+from .interaction_node import InteractionNode
+from .monitor import Monitor
+
+
+def default_params_file() -> str:
+    """The installed config/interaction.yaml, or the source tree's when run from a checkout."""
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        return str(Path(get_package_share_directory("audio_interaction_ros")) / "config" /
+                   "interaction.yaml")
+    except (ImportError, LookupError, ValueError, OSError):  # not installed, or no ament index
+        return str(Path(__file__).resolve().parents[2] / "config" / "interaction.yaml")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="audio-interaction-bringup", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=None, help="checkpoint dir or Hugging Face repo id")
+    parser.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:N")
+    parser.add_argument("--dtype", default=None, help="auto, bfloat16, float16, float32")
+    parser.add_argument("--params-file", default=None, help="interaction node parameters")
+    parser.add_argument("--namespace", default="", help="namespace for all nodes")
+    parser.add_argument("--audio-topic", default="audio", help="AudioDataStamped topic")
+    parser.add_argument("--use-mic", default="true", choices=["true", "false"])
+    parser.add_argument("--audio-file", action="append", default=[],
+                        help="file(s) to play when --use-mic false (repeatable)")
+    parser.add_argument("--capture-device", default="", help="mic name substring or index")
+    parser.add_argument("--rate", type=float, default=1.0, help="playback speed of files")
+    parser.add_argument("--print", action="store_true", help="print decisions and replies")
+    parser.add_argument("--exit-when-done", action="store_true",
+                        help="stop once the files are played and the model is quiet")
+    return parser
+
+
+def ros_arguments(args: argparse.Namespace) -> list[str]:
+    """The --ros-args that launch would pass: params file, namespace, remappings."""
+    ros = ["--ros-args", "--params-file", args.params_file or default_params_file(),
+           "-r", f"audio:={args.audio_topic}", "-r", f"audio_info:={args.audio_topic}_info"]
+    if args.namespace:
+        ros += ["-r", f"__ns:=/{args.namespace.strip('/')}"]
+    return ros
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.use_mic == "false" and not args.audio_file:
+        print("audio-interaction-bringup: error: --use-mic false needs --audio-file",
+              file=sys.stderr)
+        return 2
+    rclpy.init(args=[sys.argv[0], *ros_arguments(args)])
+    overrides = [Parameter("autostart", value=False)]
+    for name in ("model", "device", "dtype"):
+        if getattr(args, name) is not None:
+            overrides.append(Parameter(name, value=getattr(args, name)))
+    nodes = []
+    try:
+        source = _source_node(args)
+        interaction = InteractionNode(parameter_overrides=overrides)
+        nodes = [source, interaction]
+        if args.print:
+            nodes.append(Monitor(interaction.get_fully_qualified_name(),
+                                 interaction.get_parameter("sessions").value))
+        executor = MultiThreadedExecutor(num_threads=3)
+        for node in nodes:
+            executor.add_node(node)
+        if interaction.trigger_configure() != TransitionCallbackReturn.SUCCESS or \
+                interaction.trigger_activate() != TransitionCallbackReturn.SUCCESS:
+            print("audio-interaction-bringup: error: the interaction node did not activate "
+                  "(see the log above)", file=sys.stderr)
+            return 1
+        _spin(executor, source, interaction, args.exit_when_done)
+    except (ValueError, RuntimeError, OSError) as exc:
+        print(f"audio-interaction-bringup: error: {exc}", file=sys.stderr)
+        return 2
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        for node in reversed(nodes):
+            if isinstance(node, InteractionNode):
+                node.on_shutdown(None)
+            if hasattr(node, "close"):
+                node.close()
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+def _source_node(args: argparse.Namespace):
+    if args.use_mic == "true":
+        from .capture_node import CaptureNode
+
+        return CaptureNode(parameter_overrides=[Parameter("device", value=args.capture_device)])
+    from .player_node import PlayerNode
+
+    return PlayerNode(parameter_overrides=[Parameter("files", value=args.audio_file),
+                                           Parameter("rate", value=args.rate)])
+
+
+def _spin(executor, source, interaction: InteractionNode, exit_when_done: bool) -> None:
+    quiet_since = None
+    while rclpy.ok():
+        executor.spin_once(timeout_sec=0.1)
+        if not exit_when_done or not getattr(source, "done", False):
+            continue
+        engine = interaction.engine
+        idle = engine is None or (engine.backlog_s < 0.4 and not engine.busy)
+        quiet_since = (quiet_since or time.monotonic()) if idle else None
+        if quiet_since and time.monotonic() - quiet_since > 1.0:
+            return
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,457 @@
+"""The interaction node: ROS wiring around the core engine (a thin lifecycle adapter).
+
+configure: read parameters, load the model (FAILURE with the reason; the node stays up), create
+publishers. activate: subscribe to audio, start the engine thread, give the sessions their
+instructions. Callbacks only convert and enqueue; the engine thread runs the model and publishes
+what it reports. The listen/speak loop itself is in core/session.py.
+"""
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections import Counter
+
+import rclpy
+from audio_common_msgs.msg import AudioDataStamped, AudioInfo
+from diagnostic_msgs.msg import DiagnosticArray
+from hri_msgs.msg import LiveSpeech
+from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
+                                SetParametersResult)
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.parameter import Parameter
+from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
+                       qos_profile_sensor_data)
+from std_msgs.msg import Bool, Float32, String
+from std_srvs.srv import SetBool, Trigger
+
+from ..core.audio import read_audio_file
+from ..core.checkpoint import CheckpointError
+from ..core.engine import Engine, EngineConfig
+from ..core.events import (AudioDropped, ContextRebuilt, Decision, EngineError, Event,
+                           ReplyDelta, ReplyDone)
+from ..core.ingest import AudioIngest
+from ..core.model import AudioInteractionModel
+from ..core.sampling import SamplingConfig
+from ..core.session import ListenSession, SessionConfig
+from ..core.tts import synthesize
+from . import messages, params
+
+AUDIO_INFO_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                            durability=DurabilityPolicy.TRANSIENT_LOCAL,
+                            history=HistoryPolicy.KEEP_LAST)
+AUDIO_RELIABLE_QOS = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE,
+                                history=HistoryPolicy.KEEP_LAST)
+OUTPUT_QOS = QoSProfile(depth=20, reliability=ReliabilityPolicy.RELIABLE)
+SPEAKING_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
+def _descriptor(p: params.Param) -> ParameterDescriptor:
+    descriptor = ParameterDescriptor(description=p.description, read_only=p.read_only)
+    if p.choices:
+        descriptor.additional_constraints = "one of: " + ", ".join(p.choices)
+    if not p.dynamic and not p.read_only:
+        descriptor.additional_constraints += " (applies on the next configure)"
+    if isinstance(p.default, float) and p.low is not None and p.high is not None:
+        descriptor.floating_point_range = [FloatingPointRange(from_value=float(p.low),
+                                                              to_value=float(p.high))]
+    elif isinstance(p.default, int) and not isinstance(p.default, bool) and \
+            p.low is not None and p.high is not None:
+        descriptor.integer_range = [IntegerRange(from_value=int(p.low), to_value=int(p.high))]
+    return descriptor
+
+
+class InteractionNode(LifecycleNode):
+    """Lifecycle node running the Audio-Interaction model on an audio topic."""
+
+    def __init__(self, node_name: str = "audio_interaction", **kwargs) -> None:
+        self._engine: Engine | None = None
+        self._model: AudioInteractionModel | None = None
+        self._ingest: AudioIngest | None = None
+        self._out_pubs: dict[str, object] = {}
+        self._probability_pubs: dict[str, object] = {}
+        self._audio_subs: list = []
+        self._outputs: dict[str, str] = {}
+        self._state_lock = threading.Lock()
+        self._robot_speaking_until = 0.0
+        self._robot_speaking = False
+        self._reply_text: dict[str, str] = {}
+        self._seen_reasons: set[str] = set()
+        self._load_error = ""
+        self._event_counts: Counter[str] = Counter()
+        self._last_totals: dict[str, float] = {}
+        super().__init__(node_name, **kwargs)
+        for p in params.NODE_PARAMS:
+            self.declare_parameter(p.name, p.default, _descriptor(p))
+        self._session_names = list(self.get_parameter("sessions").value) or ["assistant"]
+        for name in self._session_names:
+            for p in params.SESSION_PARAMS:
+                self.declare_parameter(f"{name}.{p.name}", p.default, _descriptor(p))
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._diagnostics_timer = self.create_timer(
+            self._param("diagnostics_period_s"), self._publish_diagnostics)
+        self.create_service(SetBool, "~/set_listening", self._on_set_listening)
+        for name in self._session_names:
+            self.create_service(Trigger, f"~/{name}/reset",
+                                lambda req, res, n=name: self._on_reset(n, res))
+
+    @property
+    def engine(self) -> Engine | None:
+        """The running engine (None unless configured); for bringup and tests."""
+        return self._engine
+
+    # ---------------------------------------------------------------- parameters
+    def _param(self, name: str):
+        return self.get_parameter(name).value
+
+    def _on_set_parameters(self, changes) -> SetParametersResult:
+        for change in changes:
+            spec = params.lookup(change.name)
+            if spec is None:
+                continue
+            reason = spec.check(change.value)
+            if reason:
+                return SetParametersResult(successful=False, reason=reason)
+        if self._engine is not None:  # dynamic changes that need the engine
+            for change in changes:
+                key = change.name.rsplit(".", 1)
+                if len(key) == 2 and key[0] in self._session_names and key[1].startswith(
+                        "instruction"):
+                    self._later(lambda n=key[0]: self._instruct(n))
+                elif change.name in ("temperature", "top_k", "top_p", "seed"):
+                    self._later(self._apply_sampling)
+                elif change.name == "channel_index" and self._ingest is not None:
+                    self._ingest.channel_index = change.value
+                elif change.name == "gap_tolerance_s" and self._ingest is not None:
+                    self._ingest.gap_tolerance_s = change.value
+        return SetParametersResult(successful=True)
+
+    def _later(self, action) -> None:
+        """Run ``action`` after the parameter update is stored (one-shot timer)."""
+        timer = None
+
+        def fire():
+            timer.cancel()
+            self.destroy_timer(timer)
+            action()
+
+        timer = self.create_timer(0.0, fire)
+
+    def _sampling(self) -> SamplingConfig:
+        seed = self._param("seed")
+        return SamplingConfig(temperature=self._param("temperature"), top_k=self._param("top_k"),
+                              top_p=self._param("top_p"), seed=None if seed < 0 else seed)
+
+    def _apply_sampling(self) -> None:
+        engine = self._engine
+        if engine is None:
+            return
+        try:
+            sampling = self._sampling()
+        except ValueError as exc:
+            self.get_logger().error(f"sampling settings not applied: {exc}")
+            return
+        for name in self._session_names:
+            engine.call_soon(lambda n=name: engine.session(n).set_sampling(sampling))
+
+    def _session_config(self, name: str) -> SessionConfig:
+        return SessionConfig(name=name, sampling=self._sampling(),
+                             max_reply_tokens=self._param("max_reply_tokens"),
+                             rope_positions=self._param("rope_positions"),
+                             max_context_tokens=self._param("max_context_tokens"),
+                             keep_context_tokens=self._param("keep_context_tokens"))
+
+    # ---------------------------------------------------------------- lifecycle
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """SUCCESS -> inactive with the model loaded; FAILURE -> unconfigured, reason logged."""
+        try:
+            configs = [self._session_config(n) for n in self._session_names]
+            engine_config = EngineConfig(max_backlog_s=self._param("max_backlog_s"),
+                                         floor_window_s=self._param("floor_window_s"))
+            self._model = self._load_model()
+            sessions = [ListenSession(self._model, c) for c in configs]
+        except (CheckpointError, ValueError, RuntimeError, OSError) as exc:
+            self._load_error = str(exc)
+            self._model = None
+            self.get_logger().error(f"configure failed: {exc}")
+            return TransitionCallbackReturn.FAILURE
+        self._load_error = ""
+        self._engine = Engine(self._model, sessions, engine_config, emit=self._on_event)
+        self._ingest = AudioIngest(self._param("channel_index"), self._param("gap_tolerance_s"))
+        self._outputs = {n: self._param(f"{n}.output") for n in self._session_names}
+        make = self.create_lifecycle_publisher
+        self._out_pubs = {
+            "speech": make(String, "~/speech", OUTPUT_QOS),
+            "reply": make(LiveSpeech, "~/reply", OUTPUT_QOS),
+            "transcript": make(LiveSpeech, "~/transcript", OUTPUT_QOS),
+            "sound_events": make(LiveSpeech, "~/sound_events", OUTPUT_QOS),
+            "is_speaking": make(Bool, "~/is_speaking", SPEAKING_QOS),
+        }
+        self._probability_pubs = {n: make(Float32, f"~/{n}/speak_probability", 10)
+                                  for n in self._session_names}
+        info = self._model.info
+        self.get_logger().info(
+            f"model {info.source} loaded on {info.device} ({info.dtype}, {info.n_layers} layers, "
+            f"width {info.width}); sessions: {', '.join(self._session_names)}")
+        return TransitionCallbackReturn.SUCCESS
+
+    def _load_model(self) -> AudioInteractionModel:
+        kwargs = dict(model=self._param("model"), dtype=self._param("dtype"),
+                      cache_dir=self._param("hf_cache_dir") or None)
+        device = self._param("device")
+        try:
+            return AudioInteractionModel.load(device=device, **kwargs)
+        except (ValueError, RuntimeError) as exc:
+            gpu_problem = "CUDA" in str(exc) or "GPU" in str(exc)
+            if not (gpu_problem and self._param("allow_cpu_fallback")) or device == "cpu":
+                raise
+            self.get_logger().warning(f"{exc}; falling back to the CPU (allow_cpu_fallback)")
+            return AudioInteractionModel.load(device="cpu", **kwargs)
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Subscribe and start the engine; publishers switch on in super()."""
+        audio_qos = AUDIO_RELIABLE_QOS if self._param("audio_reliable") else \
+            qos_profile_sensor_data
+        self._audio_subs = [
+            self.create_subscription(AudioInfo, "audio_info", self._on_audio_info, AUDIO_INFO_QOS),
+            self.create_subscription(AudioDataStamped, "audio", self._on_audio, audio_qos),
+            self.create_subscription(Bool, "robot_speaking", self._on_robot_speaking,
+                                     SPEAKING_QOS),
+        ]
+        result = super().on_activate(state)
+        for name in self._session_names:
+            self._instruct(name)
+        self._engine.start()
+        self._out_pubs["is_speaking"].publish(Bool(data=False))
+        return result
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Unsubscribe and stop the engine (after its current chunk)."""
+        self._teardown_active()
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Release the model and the publishers -> unconfigured."""
+        self._teardown_configured()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """From any state: tear down whatever exists."""
+        self._teardown_active()
+        self._teardown_configured()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _teardown_active(self) -> None:
+        for sub in self._audio_subs:
+            self.destroy_subscription(sub)
+        self._audio_subs = []
+        if self._engine is not None and not self._engine.stop(timeout_s=30.0):
+            self.get_logger().warning("engine thread did not stop within 30 s (long reply?)")
+
+    def _teardown_configured(self) -> None:
+        for pub in [*self._out_pubs.values(), *self._probability_pubs.values()]:
+            self.destroy_publisher(pub)
+        self._out_pubs, self._probability_pubs = {}, {}
+        self._engine, self._model, self._ingest = None, None, None
+
+    # ---------------------------------------------------------------- inputs
+    def _on_audio_info(self, msg: AudioInfo) -> None:
+        fmt = messages.pcm_format(msg)
+        with self._state_lock:
+            reason = self._ingest.set_format(fmt) if self._ingest else None
+        if reason:
+            self._log_once("unsupported_format", f"audio_info rejected: {reason}")
+        else:
+            self.get_logger().info(f"audio: {fmt.sample_rate_hz} Hz, {fmt.channels} channel(s), "
+                                   f"{fmt.sample_format}")
+
+    def _on_audio(self, msg: AudioDataStamped) -> None:
+        engine, ingest = self._engine, self._ingest
+        if engine is None or ingest is None:
+            return
+        with self._state_lock:
+            converted = ingest.convert(messages.payload(msg),
+                                       messages.stamp_seconds(msg.header.stamp))
+        for reason, detail in converted.notes:
+            self._log_once(reason, detail)
+        samples = converted.samples
+        if samples is None:
+            return
+        if not self._param("listening"):
+            engine.count_dropped(len(samples), "listening_disabled")
+        elif self._param("ignore_while_speaking") and self._self_hearing():
+            engine.count_dropped(len(samples), "robot_speaking")
+        else:
+            engine.push(samples)
+
+    def _self_hearing(self) -> bool:
+        return self._robot_speaking or time.monotonic() < self._robot_speaking_until
+
+    def _on_robot_speaking(self, msg: Bool) -> None:
+        if self._robot_speaking and not msg.data:
+            self._robot_speaking_until = time.monotonic() + self._param("speaking_tail_s")
+        self._robot_speaking = bool(msg.data)
+
+    def _instruct(self, name: str) -> None:
+        """Give session ``name`` its instruction (audio file, spoken text or text turn)."""
+        if self._engine is None:
+            return
+        audio_file = self._param(f"{name}.instruction_audio")
+        text = self._param(f"{name}.instruction").strip()
+        try:
+            if audio_file:
+                self._engine.inject_audio(name, read_audio_file(audio_file))
+            elif text and self._param(f"{name}.instruction_mode") == "text_turn":
+                self._engine.add_text_turn(name, text)
+            elif text:
+                self._engine.inject_audio(name, synthesize(text, self._param("tts_voice")))
+            else:
+                return
+        except ValueError as exc:
+            self.get_logger().error(f"session {name}: instruction not given: {exc}")
+            return
+        self.get_logger().info(f"session {name}: instruction queued "
+                               f"({audio_file or repr(text)})")
+
+    # ---------------------------------------------------------------- services
+    def _on_set_listening(self, request: SetBool.Request,
+                          response: SetBool.Response) -> SetBool.Response:
+        self.set_parameters([Parameter("listening", value=request.data)])
+        if not request.data and self._engine is not None:
+            self._engine.drop_backlog("listening_disabled")
+        response.success = True
+        response.message = "listening" if request.data else "not listening (audio discarded)"
+        return response
+
+    def _on_reset(self, name: str, response: Trigger.Response) -> Trigger.Response:
+        if self._engine is None:
+            response.success, response.message = False, "not configured"
+            return response
+        self._engine.reset_session(name)
+        self._later(lambda: self._instruct(name))
+        response.success, response.message = True, f"session {name} reset"
+        return response
+
+    # ---------------------------------------------------------------- outputs (engine thread)
+    def _on_event(self, event: Event) -> None:
+        """Called on the engine thread for every event; publishing is thread-safe in rclpy."""
+        self._event_counts[type(event).__name__] += 1
+        try:
+            self._publish_event(event)
+        except Exception as exc:  # a transport failure must not stop the engine thread
+            self._log_once("publish_failed", f"publishing failed: {exc}")
+
+    def _publish_event(self, event: Event) -> None:
+        if not self._out_pubs:
+            return
+        stamp = self.get_clock().now().to_msg()
+        locale = self._param("locale")
+        if isinstance(event, Decision):
+            self._probability_pubs[event.session].publish(Float32(data=event.p_speak))
+            if event.speak:
+                self._reply_text[event.session] = ""
+                self._out_pubs["is_speaking"].publish(Bool(data=True))
+        elif isinstance(event, ReplyDelta):
+            text = self._reply_text.get(event.session, "") + event.text
+            self._reply_text[event.session] = text
+            self._live_speech(event.session).publish(
+                messages.live_speech(stamp, event.session, incremental=text, locale=locale))
+        elif isinstance(event, ReplyDone):
+            output = self._outputs.get(event.session, "reply")
+            self._live_speech(event.session).publish(messages.live_speech(
+                stamp, event.session, final=event.text, confidence=event.p_speak, locale=locale))
+            if output == "reply":
+                self._out_pubs["speech"].publish(String(data=event.text))
+            self._out_pubs["is_speaking"].publish(Bool(data=False))
+            if event.truncated:
+                self._log_once("reply_truncated", f"session {event.session}: reply cut at "
+                               f"max_reply_tokens ({self._param('max_reply_tokens')})")
+        elif isinstance(event, AudioDropped):
+            self._log_once(f"dropped_{event.reason}", f"dropped {event.seconds:.2f} s of audio: "
+                           f"{event.reason}")
+        elif isinstance(event, ContextRebuilt):
+            self.get_logger().debug(f"session {event.session}: context {event.tokens_before} -> "
+                                    f"{event.tokens_after} tokens")
+        elif isinstance(event, EngineError):
+            self.get_logger().error(event.message, throttle_duration_sec=5.0)
+
+    def _live_speech(self, session: str):
+        return self._out_pubs[self._outputs.get(session, "reply")]
+
+    def _log_once(self, reason: str, detail: str) -> None:
+        """First occurrence of each reason is logged; all are counted in /diagnostics."""
+        if reason not in self._seen_reasons:
+            self._seen_reasons.add(reason)
+            self.get_logger().warning(f"{detail} (counted in /diagnostics; logged once)")
+
+    def _publish_diagnostics(self) -> None:
+        stamp = self.get_clock().now().to_msg()
+        name = f"{self.get_fully_qualified_name()}: audio interaction"
+        engine, model, ingest = self._engine, self._model, self._ingest
+        if engine is None or model is None:
+            message = f"no model loaded: {self._load_error}" if self._load_error else \
+                "not configured"
+            self._diagnostics_pub.publish(messages.diagnostics(
+                stamp, name, "", "ERROR", message, {"model": self._param("model")}))
+            return
+        stats = engine.stats()
+        values = {
+            "model": model.info.source, "device": model.info.device, "dtype": model.info.dtype,
+            "listening": str(self._param("listening")),
+            "real_time_factor": f"{stats.real_time_factor:.3f}",
+            "decision_latency_p50_ms": f"{stats.decision_p50_ms:.1f}",
+            "decision_latency_p95_ms": f"{stats.decision_p95_ms:.1f}",
+            "backlog_s": f"{stats.backlog_s:.2f}", "chunks": str(stats.chunks),
+            "replies": str(stats.replies), "errors": str(stats.errors),
+        }
+        for reason, seconds in sorted(stats.dropped_s.items()):
+            values[f"dropped_s.{reason}"] = f"{seconds:.2f}"
+        if ingest is not None:
+            for reason, count in sorted(ingest.counts.items()):
+                values[f"input_messages.{reason}"] = str(count)
+            for reason, seconds in sorted(ingest.seconds.items()):
+                values[f"input_s.{reason}"] = f"{seconds:.2f}"
+        # WARN only for what got worse during the last period; the totals stay in the values
+        totals = {"lost_s": sum(s for r, s in stats.dropped_s.items()
+                                if r in ("backlog_overflow", "step_failed")),
+                  "rejected": sum(ingest.counts.values()) if ingest else 0,
+                  "errors": stats.errors}
+        worse = [k for k, v in totals.items() if v > self._last_totals.get(k, 0)]
+        self._last_totals = totals
+        if stats.real_time_factor > 1.0:
+            level, message = "WARN", f"slower than real time (RTF {stats.real_time_factor:.2f})"
+        elif "errors" in worse:
+            level, message = "WARN", f"step failed: {stats.last_error}"
+        elif worse:
+            level, message = "WARN", "audio was dropped or rejected (see values)"
+        else:
+            level, message = "OK", "listening" if self._param("listening") else "paused"
+        self._diagnostics_pub.publish(messages.diagnostics(stamp, name, model.info.device, level,
+                                                           message, values))
+
+
+def main(args: list[str] | None = None) -> int:
+    """Entry point: ``ros2 run audio_interaction_ros interaction_node``."""
+    rclpy.init(args=args)
+    node = InteractionNode()
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    try:
+        if node.get_parameter("autostart").value:
+            if node.trigger_configure() == TransitionCallbackReturn.SUCCESS:
+                node.trigger_activate()
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.on_shutdown(None)
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

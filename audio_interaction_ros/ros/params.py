@@ -1,0 +1,114 @@
+"""The interaction node's parameters, declared once: name, default, description, constraints.
+
+``config/interaction.yaml`` documents the same keys (a test checks they agree). Static parameters
+are read on configure; ``dynamic`` ones also apply while the node is active.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from ..core.checkpoint import DEFAULT_REPO_ID
+
+
+@dataclass(frozen=True)
+class Param:
+    """One ROS parameter and what values it accepts."""
+
+    name: str
+    default: Any
+    description: str
+    choices: tuple[str, ...] = ()
+    low: float | None = None
+    high: float | None = None
+    dynamic: bool = False
+    read_only: bool = False
+
+    def check(self, value: Any) -> str | None:
+        """None if ``value`` is acceptable, else the reason (for SetParametersResult)."""
+        if self.choices and value not in self.choices:
+            return f"{self.name} must be one of {', '.join(self.choices)}, got {value!r}"
+        if self.low is not None and value < self.low:
+            return f"{self.name} must be >= {self.low}, got {value}"
+        if self.high is not None and value > self.high:
+            return f"{self.name} must be <= {self.high}, got {value}"
+        if self.name == "device" and not re.fullmatch(r"auto|cpu|cuda(:\d+)?", value):
+            return f"device must be auto, cpu, cuda or cuda:N, got {value!r}"
+        return None
+
+
+OUTPUTS = ("reply", "transcript", "sound_events")
+INSTRUCTION_MODES = ("speech", "text_turn")
+
+NODE_PARAMS: tuple[Param, ...] = (
+    Param("model", DEFAULT_REPO_ID, "Checkpoint directory or Hugging Face repo id (downloaded "
+          "once into the Hugging Face cache)."),
+    Param("device", "auto", "auto, cpu, cuda or cuda:N (auto = cuda when present)."),
+    Param("dtype", "auto", "auto (bfloat16 on GPU, float32 on CPU), bfloat16, float16, float32.",
+          choices=("auto", "bfloat16", "float16", "float32")),
+    Param("allow_cpu_fallback", False, "If the GPU cannot be used (absent, out of memory), load "
+          "on the CPU instead of failing configure."),
+    Param("hf_cache_dir", "", "Hugging Face cache directory ('' = the default, HF_HOME)."),
+    Param("temperature", 0.3, "Sampling temperature; 0 = greedy.", low=0.0, high=2.0,
+          dynamic=True),
+    Param("top_k", 3, "Keep the k most likely tokens (0 = off).", low=0, high=1000, dynamic=True),
+    Param("top_p", 1.0, "Nucleus sampling mass (1.0 = off).", low=0.01, high=1.0, dynamic=True),
+    Param("seed", -1, "Random seed for sampling (-1 = random).", low=-1, dynamic=True),
+    Param("max_reply_tokens", 256, "Longest reply in tokens; longer replies are cut and "
+          "reported as truncated.", low=1, high=1024),
+    Param("rope_positions", "exact", "exact, or reference (float16-rounded like the authors' "
+          "code).", choices=("exact", "reference")),
+    Param("max_context_tokens", 4096, "Context length at which a session drops its oldest "
+          "chunks (the model was trained on 4096).", low=512, high=32768),
+    Param("keep_context_tokens", 2048, "Context kept after such a rebuild.", low=256,
+          high=32000),
+    Param("max_backlog_s", 10.0, "Audio queued while the model is busy; beyond this the oldest "
+          "audio is dropped and counted.", low=0.4, high=600.0),
+    Param("floor_window_s", 30.0, "Window of the running maximum that sets the mel floor.",
+          low=0.4, high=3600.0),
+    Param("channel_index", -1, "Input channel to use; -1 averages all channels.", low=-1,
+          high=63, dynamic=True),
+    Param("audio_reliable", False, "Subscribe to audio with RELIABLE QoS (default best effort, "
+          "which matches both kinds of publisher)."),
+    Param("locale", "en-US", "Locale written into LiveSpeech messages.", dynamic=True),
+    Param("listening", True, "Process audio; false discards it (counted). Also set by the "
+          "~/set_listening service.", dynamic=True),
+    Param("ignore_while_speaking", True, "Discard (and count) microphone audio while the "
+          "robot_speaking topic is true, so the robot does not answer itself.", dynamic=True),
+    Param("speaking_tail_s", 0.5, "Keep ignoring audio this long after robot_speaking turns "
+          "false (room echo).", low=0.0, high=10.0, dynamic=True),
+    Param("gap_tolerance_s", 0.1, "Header stamp gaps larger than this are counted.", low=0.0,
+          high=60.0, dynamic=True),
+    Param("diagnostics_period_s", 1.0, "Period of /diagnostics.", low=0.1, high=60.0),
+    Param("tts_voice", "en-us", "espeak-ng voice used to speak typed instructions.",
+          dynamic=True),
+    Param("autostart", True, "Configure and activate on start (launch files that manage the "
+          "lifecycle set false).", read_only=True),
+    Param("sessions", ["assistant"], "Names of the sessions sharing the model; each has "
+          "<name>.output, <name>.instruction, <name>.instruction_mode, <name>.instruction_audio.",
+          read_only=True),
+)
+
+SESSION_PARAMS: tuple[Param, ...] = (
+    Param("output", "reply", "reply: ~/speech + ~/reply; transcript: ~/transcript; "
+          "sound_events: ~/sound_events.", choices=OUTPUTS),
+    Param("instruction", "", "Task given to this session before live audio ('' = none), "
+          "spoken into its stream; setting it while active re-instructs the session.",
+          dynamic=True),
+    Param("instruction_mode", "speech", "speech: synthesize with espeak-ng and feed as audio "
+          "(as trained); text_turn: insert [USER, text] (untrained).",
+          choices=INSTRUCTION_MODES, dynamic=True),
+    Param("instruction_audio", "", "Audio file with a spoken instruction, fed as recorded "
+          "(takes precedence over instruction).", dynamic=True),
+)
+
+BY_NAME = {p.name: p for p in NODE_PARAMS}
+SESSION_BY_NAME = {p.name: p for p in SESSION_PARAMS}
+
+
+def lookup(name: str) -> Param | None:
+    """The Param of a node parameter or of a session parameter ``<session>.<key>``."""
+    if name in BY_NAME:
+        return BY_NAME[name]
+    return SESSION_BY_NAME.get(name.rsplit(".", 1)[-1]) if "." in name else None
