@@ -21,10 +21,14 @@ setup(
     maintainer_email="dev@audio-interaction-ros.invalid",
     description="ROS 2 ears for a robot: the Audio-Interaction streaming audio-language model.",
     license="Apache-2.0",
-    tests_require=["pytest"],
     entry_points={
         "console_scripts": [
+            "interaction_node = audio_interaction_ros.ros.interaction_node:main",
+            "capture_node = audio_interaction_ros.ros.capture_node:main",
+            "player_node = audio_interaction_ros.ros.player_node:main",
+            "audio-interaction-bringup = audio_interaction_ros.ros.bringup:main",
             "audio-interaction-run = audio_interaction_ros.runner:main",
+            "audio-interaction-build-toy = audio_interaction_ros.toy.build:main",
         ],
     },
 )

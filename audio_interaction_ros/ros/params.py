@@ -71,7 +71,8 @@ NODE_PARAMS: tuple[Param, ...] = (
           high=63, dynamic=True),
     Param("audio_reliable", False, "Subscribe to audio with RELIABLE QoS (default best effort, "
           "which matches both kinds of publisher)."),
-    Param("locale", "en-US", "Locale written into LiveSpeech messages.", dynamic=True),
+    Param("locale", "en_US", "Locale written into LiveSpeech messages (language_REGION, as "
+          "hri_msgs documents it).", dynamic=True),
     Param("listening", True, "Process audio; false discards it (counted). Also set by the "
           "~/set_listening service.", dynamic=True),
     Param("ignore_while_speaking", True, "Discard (and count) microphone audio while the "
