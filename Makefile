@@ -9,7 +9,6 @@ SHARED ?= ../shared
 APT_PACKAGES := espeak-ng sox portaudio19-dev cmake g++ python3-dev
 export AMENT_PREFIX_PATH := $(abspath $(VENV))
 export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
-export ROS_LOCALHOST_ONLY := 1
 export ROS_HOME := $(abspath build/ros_home)
 export ROS_LOG_DIR := $(abspath build/ros_home/log)
 export PYTHONUNBUFFERED := 1

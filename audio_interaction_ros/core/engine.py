@@ -331,7 +331,7 @@ class Engine:
         with self._lock:
             pending, self._pending_drops = self._pending_drops, Counter()
             self._dropped.update(pending)
-            self._clock_samples += pending.get("backlog_overflow", 0)
+            self._clock_samples += sum(pending.values())  # dropped audio still took time
         for reason, samples in pending.items():
             self._emit(AudioDropped(samples, reason))
 

@@ -28,6 +28,7 @@ class ReplyDelta:
 
     session: str
     chunk_index: int
+    stream_time_s: float
     text: str  # only what is new since the previous delta
     emotion: str | None
 

@@ -236,13 +236,13 @@ class ListenSession:
             delta = stream.push(token)
             if delta:
                 first_text_s = first_text_s or time.perf_counter() - started
-                report(ReplyDelta(self.name, chunk, delta, emotion))
+                report(ReplyDelta(self.name, chunk, when, delta, emotion))
         if truncated:  # close the turn so the next block follows the trained layout
             self._append(block, TEXT_END)
         tail = stream.finish()
         if tail:
             first_text_s = first_text_s or time.perf_counter() - started
-            report(ReplyDelta(self.name, chunk, tail, emotion))
+            report(ReplyDelta(self.name, chunk, when, tail, emotion))
         report(ReplyDone(self.name, chunk, when, stream.text, emotion,
                          tuple(block.ids[len(LISTEN_BLOCK_IDS):]), p_speak, truncated,
                          first_text_s, time.perf_counter() - started))

@@ -21,8 +21,7 @@ from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescr
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
-from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
-                       qos_profile_sensor_data)
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Bool, Float32, String
 from std_srvs.srv import SetBool, Trigger
 
@@ -41,7 +40,14 @@ from . import messages, params
 AUDIO_INFO_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                             durability=DurabilityPolicy.TRANSIENT_LOCAL,
                             history=HistoryPolicy.KEEP_LAST)
-AUDIO_RELIABLE_QOS = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE,
+# Deep queues: a burst of audio messages (a driver catching up, a bag) must not be cut to the
+# last few before the executor takes them. Best effort matches both kinds of publisher.
+AUDIO_QUEUE_DEPTH = 200
+AUDIO_BEST_EFFORT_QOS = QoSProfile(depth=AUDIO_QUEUE_DEPTH,
+                                   reliability=ReliabilityPolicy.BEST_EFFORT,
+                                   durability=DurabilityPolicy.VOLATILE,
+                                   history=HistoryPolicy.KEEP_LAST)
+AUDIO_RELIABLE_QOS = QoSProfile(depth=AUDIO_QUEUE_DEPTH, reliability=ReliabilityPolicy.RELIABLE,
                                 history=HistoryPolicy.KEEP_LAST)
 OUTPUT_QOS = QoSProfile(depth=20, reliability=ReliabilityPolicy.RELIABLE)
 SPEAKING_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
@@ -82,6 +88,7 @@ class InteractionNode(LifecycleNode):
         self._load_error = ""
         self._event_counts: Counter[str] = Counter()
         self._last_totals: dict[str, float] = {}
+        self._audio_origin_s: float | None = None
         super().__init__(node_name, **kwargs)
         for p in params.NODE_PARAMS:
             self.declare_parameter(p.name, p.default, _descriptor(p))
@@ -214,7 +221,7 @@ class InteractionNode(LifecycleNode):
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Subscribe and start the engine; publishers switch on in super()."""
         audio_qos = AUDIO_RELIABLE_QOS if self._param("audio_reliable") else \
-            qos_profile_sensor_data
+            AUDIO_BEST_EFFORT_QOS
         self._audio_subs = [
             self.create_subscription(AudioInfo, "audio_info", self._on_audio_info, AUDIO_INFO_QOS),
             self.create_subscription(AudioDataStamped, "audio", self._on_audio, audio_qos),
@@ -280,6 +287,10 @@ class InteractionNode(LifecycleNode):
         samples = converted.samples
         if samples is None:
             return
+        if self._audio_origin_s is None and msg.header.stamp.sec > 0:
+            # the audio clock's zero on the publisher's clock: replies are stamped with the
+            # end of the chunk that triggered them, on the time base of the audio itself
+            self._audio_origin_s = messages.stamp_seconds(msg.header.stamp)
         if not self._param("listening"):
             engine.count_dropped(len(samples), "listening_disabled")
         elif self._param("ignore_while_speaking") and self._self_hearing():
@@ -347,7 +358,7 @@ class InteractionNode(LifecycleNode):
     def _publish_event(self, event: Event) -> None:
         if not self._out_pubs:
             return
-        stamp = self.get_clock().now().to_msg()
+        stamp = self._audio_stamp(getattr(event, "stream_time_s", None))
         locale = self._param("locale")
         if isinstance(event, Decision):
             self._probability_pubs[event.session].publish(Float32(data=event.p_speak))
@@ -377,6 +388,14 @@ class InteractionNode(LifecycleNode):
                                     f"{event.tokens_after} tokens")
         elif isinstance(event, EngineError):
             self.get_logger().error(event.message, throttle_duration_sec=5.0)
+
+    def _audio_stamp(self, stream_time_s: float | None):
+        """Header stamp for an event: the audio time it refers to, or now."""
+        origin, ingest = self._audio_origin_s, self._ingest
+        if origin is None or stream_time_s is None:
+            return self.get_clock().now().to_msg()
+        gaps = ingest.seconds.get("stamp_gap", 0.0) if ingest is not None else 0.0
+        return rclpy.time.Time(nanoseconds=int((origin + gaps + stream_time_s) * 1e9)).to_msg()
 
     def _live_speech(self, session: str):
         return self._out_pubs[self._outputs.get(session, "reply")]
