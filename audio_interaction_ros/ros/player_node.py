@@ -6,6 +6,7 @@ count as S16LE (the interaction node converts), paced in real time or ``rate`` t
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -52,7 +53,12 @@ class PlayerNode(Node):
         self.declare_parameter("silence_between_s", 1.0,
                                describe("Silence published after each file."))
         self.declare_parameter("start_delay_s", 0.5,
-                               describe("Wait before the first message (subscribers to match)."))
+                               describe("Wait before the first message, after a subscriber "
+                                        "matched."))
+        self.declare_parameter("wait_for_subscriber_s", 10.0,
+                               describe("Hold the first message until the audio topic has a "
+                                        "subscriber, at most this long (discovery takes time; "
+                                        "0 = do not wait)."))
         self.declare_parameter("frame_id", "audio_player", describe("Header frame_id."))
         self.declare_parameter("exit_when_done", False,
                                describe("Shut down after the last file."))
@@ -82,8 +88,9 @@ class PlayerNode(Node):
         self._stamp = None
         self.done = False
         self._timer = None
-        delay = self.get_parameter("start_delay_s").value
-        self._start_timer = self.create_timer(max(delay, 0.001), self._start)
+        self._created = time.monotonic()
+        self._matched_at: float | None = None
+        self._start_timer = self.create_timer(0.05, self._maybe_start)
         self._period_s = self._frames_per_msg / self.sample_rate_hz / rate
         self.get_logger().info(f"playing {len(self._files)} file(s) at {self.sample_rate_hz} Hz, "
                                f"{self.channels} channel(s), x{rate}")
@@ -110,7 +117,21 @@ class PlayerNode(Node):
         for start in range(0, len(data), self._frames_per_msg):
             yield data[start:start + self._frames_per_msg]
 
-    def _start(self) -> None:
+    def _maybe_start(self) -> None:
+        """Start once a subscriber has matched (plus start_delay_s), or after the wait limit."""
+        now = time.monotonic()
+        wait_s = self.get_parameter("wait_for_subscriber_s").value
+        if self._matched_at is None:
+            if self._audio_pub.get_subscription_count() > 0:
+                self._matched_at = now
+            elif now - self._created < wait_s:
+                return
+            else:
+                self.get_logger().warning(f"no subscriber on {self._audio_pub.topic_name} after "
+                                          f"{wait_s} s; playing anyway")
+                self._matched_at = now
+        if now - self._matched_at < self.get_parameter("start_delay_s").value:
+            return
         self._start_timer.cancel()
         self._stamp = self.get_clock().now()
         self._timer = self.create_timer(self._period_s, self._publish_next)
