@@ -27,6 +27,7 @@ from .protocol import CHUNK_SAMPLES, CHUNK_SECONDS, SAMPLE_RATE_HZ
 from .session import ListenSession
 
 TIMING_WINDOW = 512  # chunks kept for latency percentiles (about 3.4 minutes)
+RTF_WINDOW = 25  # chunks (10 s) over which the real-time factor is reported
 
 
 @dataclass(frozen=True)
@@ -132,7 +133,7 @@ class EngineStats:
     dropped_s: dict[str, float]
     decision_p50_ms: float
     decision_p95_ms: float
-    real_time_factor: float  # compute time per chunk / 0.4 s over the recent window
+    real_time_factor: float  # compute time per chunk / 0.4 s over the last RTF_WINDOW chunks
     replies: int
     errors: int
     last_error: str
@@ -244,12 +245,13 @@ class Engine:
             timings = list(self._timings)
             dropped = self._dropped + self._pending_drops
         decisions = [t.decision_s * 1e3 for t in timings]
-        busy = sum(t.decision_s + t.reply_s for t in timings)
+        recent = timings[-RTF_WINDOW:]  # recent enough to show overload and recovery quickly
+        busy = sum(t.decision_s + t.reply_s for t in recent)
         return EngineStats(
             chunks=self._chunks, backlog_s=self.backlog_s,
             dropped_s={k: v / SAMPLE_RATE_HZ for k, v in dropped.items()},
             decision_p50_ms=_percentile(decisions, 50), decision_p95_ms=_percentile(decisions, 95),
-            real_time_factor=busy / (len(timings) * CHUNK_SECONDS) if timings else 0.0,
+            real_time_factor=busy / (len(recent) * CHUNK_SECONDS) if recent else 0.0,
             replies=self._replies, errors=self._errors, last_error=self._last_error)
 
     def recent_timings(self) -> list[StepTiming]:

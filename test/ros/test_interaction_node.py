@@ -329,3 +329,56 @@ def test_cuda_without_gpu_fails_or_falls_back(ros_context, fixture_dir):
     finally:
         node.on_shutdown(None)
         node.destroy_node()
+
+
+def test_overload_bounds_the_backlog_warns_and_recovers(ros_context, fixture_dir, monkeypatch):
+    """Compute slower than real time: the backlog stays at max_backlog_s, the oldest audio is
+    dropped and counted, /diagnostics warns with the real-time factor; then load drops and the
+    node catches up."""
+    import time
+
+    node = make_node(ros_context, fixture_dir, max_backlog_s=1.0)
+    tester = AudioTester(ros_context)
+    executor = SingleThreadedExecutor(context=ros_context)
+    executor.add_node(node)
+    executor.add_node(tester.node)
+    try:
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        model = node.engine.model
+        fast_encode = model.encode
+
+        def slow_encode(mel):
+            time.sleep(0.8)  # a chunk now costs twice its duration
+            return fast_encode(mel)
+
+        monkeypatch.setattr(model, "encode", slow_encode)
+        tester.info(16000, 1)
+        spin_for(executor, 0.2)
+        silence = np.zeros((1600, 1), np.int16)
+        peak_backlog = 0.0
+        for _ in range(60):  # 6 s of audio in real time
+            tester.send(silence, rate=16000)
+            spin_for(executor, 0.1)
+            peak_backlog = max(peak_backlog, node.engine.backlog_s)
+        assert peak_backlog <= 1.0
+        assert spin_until(executor, lambda: tester.diagnostics and
+                          "slower than real time" in tester.diagnostics[-1].message, 10)
+        assert tester.diagnostics[-1].level == DiagnosticStatus.WARN
+        values = tester.values()
+        assert float(values["real_time_factor"]) > 1.0
+        assert float(values["dropped_s.backlog_overflow"]) > 1.0
+        monkeypatch.setattr(model, "encode", fast_encode)  # load drops
+        for _ in range(40):
+            tester.send(silence, rate=16000)
+            spin_for(executor, 0.1)
+        assert spin_until(executor, lambda: node.engine.backlog_s < 0.4, 10)
+        assert spin_until(executor, lambda: tester.diagnostics[-1].level == DiagnosticStatus.OK,
+                          20)
+        before = len(tester.speech)
+        tester.send(beep_clip(16000, 1), rate=16000)
+        assert spin_until(executor, lambda: len(tester.speech) > before, 20)
+    finally:
+        node.on_shutdown(None)
+        node.destroy_node()
+        tester.node.destroy_node()
