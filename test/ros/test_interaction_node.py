@@ -24,9 +24,9 @@ LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
 RELIABLE = QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE)
 
 
-def beep_clip(rate: int = 48000, channels: int = 2) -> np.ndarray:
+def beep_clip(rate: int = 48000, channels: int = 2, beep_s: float = 0.4) -> np.ndarray:
     """(frames, channels) int16: 0.8 s silence, 0.4 s of 1 kHz at half scale, 1.6 s silence."""
-    t = np.arange(int(0.4 * rate)) / rate
+    t = np.arange(int(beep_s * rate)) / rate
     tone = 0.5 * np.sin(2 * np.pi * 1000 * t)
     mono = np.concatenate([np.zeros(int(0.8 * rate)), tone, np.zeros(int(1.6 * rate))])
     return np.repeat((mono * 32767).astype(np.int16)[:, None], channels, axis=1)
@@ -375,8 +375,11 @@ def test_overload_bounds_the_backlog_warns_and_recovers(ros_context, fixture_dir
         assert spin_until(executor, lambda: node.engine.backlog_s < 0.4, 10)
         assert spin_until(executor, lambda: tester.diagnostics[-1].level == DiagnosticStatus.OK,
                           20)
-        before = len(tester.speech)
-        tester.send(beep_clip(16000, 1), rate=16000)
+        before = len(tester.speech)  # dropped audio moved the chunk grid: a longer beep
+        clip = beep_clip(16000, 1, beep_s=0.8)
+        for start in range(0, len(clip), 1600):  # in real time: a burst would overflow 1 s
+            tester.send(clip[start:start + 1600], rate=16000)
+            spin_for(executor, 0.1)
         assert spin_until(executor, lambda: len(tester.speech) > before, 20)
     finally:
         node.on_shutdown(None)
