@@ -199,3 +199,26 @@ def test_text_turn_is_fed_with_the_next_chunk(tiny_model):
     engine.process_pending()
     assert [e.message for e in events if isinstance(e, EngineError)] == \
         ["command failed: a text turn needs some text"]
+
+
+def test_out_of_gpu_memory_on_a_step_is_survived(tiny_model, beep, monkeypatch):
+    """A CUDA OOM in one chunk: counted, reported, sessions reset, the next chunks go on."""
+    import torch
+
+    events = []
+    engine = make_engine(tiny_model, events)
+    original = tiny_model.encode
+    calls = {"n": 0}
+
+    def oom_once(mel):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return original(mel)
+
+    monkeypatch.setattr(tiny_model, "encode", oom_once)
+    engine.push(beep)
+    engine.process_pending()
+    errors = [e.message for e in events if isinstance(e, EngineError)]
+    assert len(errors) == 1 and "out of GPU memory" in errors[0]
+    assert len([e for e in events if isinstance(e, Decision)]) == 4
