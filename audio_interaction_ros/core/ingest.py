@@ -14,7 +14,6 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .audio import PcmFormat, StreamResampler, decode_pcm
-from .protocol import SAMPLE_RATE_HZ
 
 MAX_MESSAGE_S = 60.0  # larger payloads are accepted in pieces by the engine, but not absurd ones
 
@@ -113,7 +112,3 @@ class AudioIngest:
     def _note(self, result: Converted, reason: str, detail: str) -> None:
         self.counts[reason] += 1
         result.notes.append((reason, detail))
-
-    @property
-    def output_rate_hz(self) -> int:
-        return SAMPLE_RATE_HZ
