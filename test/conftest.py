@@ -38,3 +38,21 @@ def tiny_model(fixture_dir):
 @pytest.fixture(scope="session")
 def audio_dir() -> Path:
     return _require(AUDIO_DIR)
+
+
+@pytest.fixture()
+def gpu_out_of_memory(monkeypatch):
+    """Pretend a CUDA device exists and that moving any module onto it runs out of memory."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    original = torch.nn.Module.to
+
+    def to(self, *args, **kwargs):
+        if any(str(a).startswith("cuda") for a in args):
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 6.00 GiB")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.Module, "to", to)

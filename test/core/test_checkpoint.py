@@ -224,18 +224,7 @@ def test_cuda_requested_without_gpu_is_a_clear_error(fixture_dir):
         AudioInteractionModel.load(fixture_dir / "ckpt", device="cuda")
 
 
-def test_out_of_gpu_memory_while_loading_is_a_clear_error(fixture_dir, monkeypatch):
+def test_out_of_gpu_memory_while_loading_is_a_clear_error(fixture_dir, gpu_out_of_memory):
     """Moving the weights to a GPU that is too small: one RuntimeError that says what to do."""
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
-    original = torch.nn.Module.to
-
-    def to(self, *args, **kwargs):
-        if any(str(a).startswith("cuda") for a in args):
-            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 6.00 GiB")
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(torch.nn.Module, "to", to)
     with pytest.raises(RuntimeError, match="out of GPU memory.*smaller dtype or device:=cpu"):
         AudioInteractionModel.load(fixture_dir / "ckpt", device="cuda", dtype="float32")

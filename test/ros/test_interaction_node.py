@@ -2,6 +2,8 @@
 ARCHITECTURE.md §6 counted in /diagnostics while the node keeps answering."""
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 import rclpy
@@ -90,20 +92,31 @@ def make_node(context, fixture_dir, **overrides) -> InteractionNode:
         Parameter(k, value=v) for k, v in params.items()])
 
 
-@pytest.fixture()
-def running(ros_context, fixture_dir):
-    node = make_node(ros_context, fixture_dir)
-    tester = AudioTester(ros_context)
-    executor = SingleThreadedExecutor(context=ros_context)
+@contextlib.contextmanager
+def node_and_tester(context, fixture_dir, activate: bool = True, **overrides):
+    """An interaction node (configured and activated unless ``activate`` is false), a tester
+    node and an executor spinning both; everything is torn down afterwards."""
+    node = make_node(context, fixture_dir, **overrides)
+    tester = AudioTester(context)
+    executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
     executor.add_node(tester.node)
-    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
-    assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
-    yield node, tester, executor
-    node.on_shutdown(None)
-    executor.shutdown()
-    node.destroy_node()
-    tester.node.destroy_node()
+    try:
+        if activate:
+            assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+            assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        yield node, tester, executor
+    finally:
+        node.on_shutdown(None)
+        executor.shutdown()
+        node.destroy_node()
+        tester.node.destroy_node()
+
+
+@pytest.fixture()
+def running(ros_context, fixture_dir):
+    with node_and_tester(ros_context, fixture_dir) as parts:
+        yield parts
 
 
 def test_48k_stereo_beep_gets_a_reply_with_stamps(running):
@@ -283,12 +296,8 @@ def test_parameters_are_validated_on_set(running):
 
 
 def test_missing_model_fails_configure_and_node_stays_up(ros_context, fixture_dir, tmp_path):
-    node = make_node(ros_context, fixture_dir, model=str(tmp_path / "absent"))
-    tester = AudioTester(ros_context)
-    executor = SingleThreadedExecutor(context=ros_context)
-    executor.add_node(node)
-    executor.add_node(tester.node)
-    try:
+    with node_and_tester(ros_context, fixture_dir, activate=False,
+                         model=str(tmp_path / "absent")) as (node, tester, executor):
         assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
         assert spin_until(executor, lambda: tester.diagnostics, 5)
         status = tester.diagnostics[-1]
@@ -297,10 +306,6 @@ def test_missing_model_fails_configure_and_node_stays_up(ros_context, fixture_di
         node.set_parameters([Parameter("model", value=str(fixture_dir / "ckpt"))])
         assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
         assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
-    finally:
-        node.on_shutdown(None)
-        node.destroy_node()
-        tester.node.destroy_node()
 
 
 def test_lifecycle_cycles(ros_context, fixture_dir):
@@ -337,14 +342,8 @@ def test_overload_bounds_the_backlog_warns_and_recovers(ros_context, fixture_dir
     node catches up."""
     import time
 
-    node = make_node(ros_context, fixture_dir, max_backlog_s=1.0)
-    tester = AudioTester(ros_context)
-    executor = SingleThreadedExecutor(context=ros_context)
-    executor.add_node(node)
-    executor.add_node(tester.node)
-    try:
-        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
-        assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+    with node_and_tester(ros_context, fixture_dir, max_backlog_s=1.0) as (node, tester,
+                                                                            executor):
         model = node.engine.model
         fast_encode = model.encode
 
@@ -381,7 +380,3 @@ def test_overload_bounds_the_backlog_warns_and_recovers(ros_context, fixture_dir
             tester.send(clip[start:start + 1600], rate=16000)
             spin_for(executor, 0.1)
         assert spin_until(executor, lambda: len(tester.speech) > before, 20)
-    finally:
-        node.on_shutdown(None)
-        node.destroy_node()
-        tester.node.destroy_node()
