@@ -57,7 +57,8 @@ def main() -> int:
     from audio_interaction_ros.ros import messages
 
     backlog_limit_s = 60.0
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p))
     node_proc = subprocess.Popen(
         [sys.executable, "-m", "audio_interaction_ros.ros.interaction_node", "--ros-args",
          "-p", f"model:={args.model}", "-p", "device:=cpu", "-p", "temperature:=0.0",

@@ -3,27 +3,33 @@
     ros2 launch audio_interaction_ros interaction.launch.py                      # default mic
     ros2 launch audio_interaction_ros interaction.launch.py model:=/path/ckpt device:=cuda
     ros2 launch audio_interaction_ros interaction.launch.py use_mic:=false audio_file:=clip.wav
+    ros2 launch audio_interaction_ros interaction.launch.py speak:=false   # text topics only
 
-Where the launch stack is not installed, ``audio-interaction-bringup`` runs the same wiring in one
-process with the same arguments and parameter file.
+model, device and dtype given on the command line override the parameter file (params_file,
+default: the package's config/interaction.yaml); left out, the file's values apply. Where the
+launch stack is not installed, ``audio-interaction-bringup`` runs the same wiring in one process
+with the same arguments and parameter file.
 """
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, EmitEvent, GroupAction, RegisterEventHandler
+from launch.actions import (DeclareLaunchArgument, EmitEvent, GroupAction, OpaqueFunction,
+                            RegisterEventHandler)
 from launch.conditions import IfCondition, UnlessCondition
 from launch.events import matches_action
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import LifecycleNode, Node, PushRosNamespace
 from launch_ros.event_handlers import OnStateTransition
 from launch_ros.events.lifecycle import ChangeState
+from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 from lifecycle_msgs.msg import Transition
 
 PACKAGE = "audio_interaction_ros"
 
 ARGUMENTS = [
-    ("model", "zhifeixie/AudioInteraction", "checkpoint directory or Hugging Face repo id"),
-    ("device", "auto", "auto, cpu, cuda, cuda:N"),
-    ("dtype", "auto", "auto, bfloat16, float16, float32"),
+    ("model", "", "checkpoint directory or Hugging Face repo id ('' = params_file's, by default "
+     "zhifeixie/AudioInteraction)"),
+    ("device", "", "auto, cpu, cuda, cuda:N ('' = params_file's, by default auto)"),
+    ("dtype", "", "auto, bfloat16, float16, float32 ('' = params_file's, by default auto)"),
     ("params_file", None, "parameter file for the interaction node (default: the package's "
      "config/interaction.yaml)"),
     ("namespace", "", "namespace for all nodes"),
@@ -31,31 +37,58 @@ ARGUMENTS = [
     ("use_mic", "true", "capture from a microphone; false plays audio_file instead"),
     ("audio_file", "", "audio file to play when use_mic is false"),
     ("capture_device", "", "microphone name substring or index ('' = default input)"),
+    ("speak", "true", "speak the replies (speech node: piper, espeak-ng fallback); the "
+     "interaction node then ignores the microphone while the robot speaks"),
+    ("speech_wav", "", "also write what the robot says to this WAV file ('' = no file)"),
 ]
 
 
-def generate_launch_description() -> LaunchDescription:
+OVERRIDES = ("model", "device", "dtype")  # launch arguments that override params_file if given
+
+
+def _text(value) -> ParameterValue:
+    """A string parameter, whatever it looks like.
+
+    launch_ros reads a substituted parameter value as YAML, so ``capture_device:=1`` would arrive
+    as an integer (and ``audio_file:=on`` as a bool) and the node, which declares a string, would
+    die with InvalidParameterTypeException.
+    """
+    return ParameterValue(value, value_type=str)
+
+
+def _nodes(context):
+    """The nodes and the lifecycle events (here because the overrides depend on the arguments)."""
     config = LaunchConfiguration
-    default_params = PathJoinSubstitution([FindPackageShare(PACKAGE), "config",
-                                           "interaction.yaml"])
     audio_topic = config("audio_topic")
     remaps = [("audio", audio_topic), ("audio_info", [audio_topic, "_info"])]
+    given = {name: config(name).perform(context) for name in OVERRIDES}
+    overrides = {name: _text(value) for name, value in given.items() if value}
 
+    # the robot must not answer its own voice: its is_speaking mutes the microphone input
+    self_hearing = [("robot_speaking", "speech/is_speaking")]
     interaction = LifecycleNode(
         package=PACKAGE, executable="interaction_node", name="audio_interaction", namespace="",
-        output="screen", remappings=remaps,
-        parameters=[config("params_file"),
-                    {"model": config("model"), "device": config("device"),
-                     "dtype": config("dtype"), "autostart": False}],
+        output="screen", remappings=remaps + self_hearing,
+        parameters=[config("params_file"), {**overrides, "autostart": False}],
     )
     capture = Node(package=PACKAGE, executable="capture_node", name="audio_capture",
                    output="screen", remappings=remaps,
-                   parameters=[{"device": config("capture_device")}],
+                   parameters=[{"device": _text(config("capture_device"))}],
                    condition=IfCondition(config("use_mic")))
     player = Node(package=PACKAGE, executable="player_node", name="audio_player",
                   output="screen", remappings=remaps,
-                  parameters=[{"file": config("audio_file")}],
+                  parameters=[{"file": _text(config("audio_file"))}],
                   condition=UnlessCondition(config("use_mic")))
+    speech = Node(package=PACKAGE, executable="speech_node", name="speech", output="screen",
+                  remappings=[("reply", "audio_interaction/reply")],
+                  parameters=[{"input": "reply", "wav_path": _text(config("speech_wav"))}],
+                  condition=IfCondition(config("speak")))
+    # A file has a beginning: play it only to an active node. Loading the model can take longer
+    # than the player's wait for a subscriber (wait_for_subscriber_s), after which it would play
+    # into the void. Event handlers run outside this group's scope, hence the namespace again.
+    play_when_active = RegisterEventHandler(OnStateTransition(
+        target_lifecycle_node=interaction, goal_state="active", handle_once=True,
+        entities=[GroupAction([PushRosNamespace(config("namespace")), player])]))
     configure = EmitEvent(event=ChangeState(
         lifecycle_node_matcher=matches_action(interaction),
         transition_id=Transition.TRANSITION_CONFIGURE))
@@ -64,11 +97,16 @@ def generate_launch_description() -> LaunchDescription:
         entities=[EmitEvent(event=ChangeState(
             lifecycle_node_matcher=matches_action(interaction),
             transition_id=Transition.TRANSITION_ACTIVATE))]))
+    return [activate_when_configured, play_when_active, interaction, capture, speech, configure]
 
+
+def generate_launch_description() -> LaunchDescription:
+    default_params = PathJoinSubstitution([FindPackageShare(PACKAGE), "config",
+                                           "interaction.yaml"])
     return LaunchDescription([
         *(DeclareLaunchArgument(name, default_value=default_params if default is None else default,
                                 description=text)
           for name, default, text in ARGUMENTS),
-        GroupAction([PushRosNamespace(config("namespace")), activate_when_configured,
-                     interaction, capture, player, configure]),
+        GroupAction([PushRosNamespace(LaunchConfiguration("namespace")),
+                     OpaqueFunction(function=_nodes)]),
     ])

@@ -12,6 +12,13 @@ FIXTURE = SHARED / "fixtures" / "tiny-beep"
 AUDIO_DIR = SHARED / "audio"
 
 
+def child_env(**extra: str) -> dict[str, str]:
+    """Environment for a child process that imports this checkout: the repository goes first
+    on PYTHONPATH, and what was there (a distribution's /opt/ros/...) stays."""
+    paths = [str(REPO), os.environ.get("PYTHONPATH", "")]
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in paths if p), **extra)
+
+
 def _require(path: Path) -> Path:
     if not path.exists():
         message = (f"{path} is missing: the tests need the shared fixtures beside the repository "

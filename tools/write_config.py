@@ -17,7 +17,7 @@ HEADER = """\
 # audio_interaction_ros/ros/params.py by tools/write_config.py (test/ros/test_params.py checks
 # that they agree). (dynamic) = may change while the node is active; the others apply on the
 # next configure. Copy this file, edit it and pass it as params_file:=... to the launch file.
-audio_interaction:
+/**/audio_interaction:  # any namespace (a plain key matches /audio_interaction only)
   ros__parameters:"""
 
 

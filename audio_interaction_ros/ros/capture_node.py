@@ -15,13 +15,12 @@ import rclpy
 from audio_common_msgs.msg import AudioDataStamped, AudioInfo
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import ParameterDescriptor
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import (DurabilityPolicy, QoSProfile, ReliabilityPolicy,
                        qos_profile_sensor_data)
 
 from ..core.protocol import SAMPLE_RATE_HZ
-from . import messages
+from . import messages, runtime
 
 INFO_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                       durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -169,25 +168,8 @@ class CaptureNode(Node):
 
 def main(args: list[str] | None = None) -> int:
     """Entry point: ``ros2 run audio_interaction_ros capture_node``."""
-    rclpy.init(args=args)
-    try:
-        node = CaptureNode()
-    except (CaptureError, OSError, ImportError) as exc:
-        print(f"capture_node: error: {exc}", file=sys.stderr)
-        rclpy.try_shutdown()
-        return 2
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.close()
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
-
+    return runtime.run(CaptureNode, "capture_node", args,
+                       build_errors=(CaptureError, OSError, ImportError, ValueError))
 
 if __name__ == "__main__":
     sys.exit(main())

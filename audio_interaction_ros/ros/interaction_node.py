@@ -16,9 +16,7 @@ import rclpy
 from audio_common_msgs.msg import AudioDataStamped, AudioInfo
 from diagnostic_msgs.msg import DiagnosticArray
 from hri_msgs.msg import LiveSpeech
-from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
-                                SetParametersResult)
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -34,8 +32,10 @@ from ..core.ingest import AudioIngest
 from ..core.model import AudioInteractionModel
 from ..core.sampling import SamplingConfig
 from ..core.session import ListenSession, SessionConfig
-from ..core.tts import synthesize
-from . import messages, params
+from ..core.protocol import SAMPLE_RATE_HZ
+from ..core.voice import ESPEAK_BASE_WPM, Voice, VoiceConfig, VoiceOptions, open_voice
+from . import messages, params, runtime
+from .params import descriptor
 
 AUDIO_INFO_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                             durability=DurabilityPolicy.TRANSIENT_LOCAL,
@@ -52,21 +52,6 @@ AUDIO_RELIABLE_QOS = QoSProfile(depth=AUDIO_QUEUE_DEPTH, reliability=Reliability
 OUTPUT_QOS = QoSProfile(depth=20, reliability=ReliabilityPolicy.RELIABLE)
 SPEAKING_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                           durability=DurabilityPolicy.TRANSIENT_LOCAL)
-
-
-def _descriptor(p: params.Param) -> ParameterDescriptor:
-    descriptor = ParameterDescriptor(description=p.description, read_only=p.read_only)
-    if p.choices:
-        descriptor.additional_constraints = "one of: " + ", ".join(p.choices)
-    if not p.dynamic and not p.read_only:
-        descriptor.additional_constraints += " (applies on the next configure)"
-    if isinstance(p.default, float) and p.low is not None and p.high is not None:
-        descriptor.floating_point_range = [FloatingPointRange(from_value=float(p.low),
-                                                              to_value=float(p.high))]
-    elif isinstance(p.default, int) and not isinstance(p.default, bool) and \
-            p.low is not None and p.high is not None:
-        descriptor.integer_range = [IntegerRange(from_value=int(p.low), to_value=int(p.high))]
-    return descriptor
 
 
 class InteractionNode(LifecycleNode):
@@ -89,13 +74,14 @@ class InteractionNode(LifecycleNode):
         self._event_counts: Counter[str] = Counter()
         self._last_totals: dict[str, float] = {}
         self._audio_origin_s: float | None = None
+        self._instruction_voice: Voice | None = None
         super().__init__(node_name, **kwargs)
         for p in params.NODE_PARAMS:
-            self.declare_parameter(p.name, p.default, _descriptor(p))
+            self.declare_parameter(p.name, p.default, descriptor(p))
         self._session_names = list(self.get_parameter("sessions").value) or ["assistant"]
         for name in self._session_names:
             for p in params.SESSION_PARAMS:
-                self.declare_parameter(f"{name}.{p.name}", p.default, _descriptor(p))
+                self.declare_parameter(f"{name}.{p.name}", p.default, descriptor(p))
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._diagnostics_timer = self.create_timer(
@@ -134,6 +120,8 @@ class InteractionNode(LifecycleNode):
                     self._ingest.channel_index = change.value
                 elif change.name == "gap_tolerance_s" and self._ingest is not None:
                     self._ingest.gap_tolerance_s = change.value
+                elif change.name in ("tts_voice", "tts_backend"):
+                    self._later(self._reopen_instruction_voice)
         return SetParametersResult(successful=True)
 
     def _later(self, action) -> None:
@@ -180,6 +168,7 @@ class InteractionNode(LifecycleNode):
                                          floor_window_s=self._param("floor_window_s"))
             self._model = self._load_model()
             sessions = [ListenSession(self._model, c) for c in configs]
+            self._instruction_voice = self._open_instruction_voice()
         except (CheckpointError, ValueError, RuntimeError, OSError) as exc:
             self._load_error = str(exc)
             self._model = None
@@ -204,6 +193,22 @@ class InteractionNode(LifecycleNode):
             f"model {info.source} loaded on {info.device} ({info.dtype}, {info.n_layers} layers, "
             f"width {info.width}); sessions: {', '.join(self._session_names)}")
         return TransitionCallbackReturn.SUCCESS
+
+    def _open_instruction_voice(self) -> Voice:
+        """The voice that speaks typed instructions into the stream, at the model's 16 kHz.
+        160 words a minute on espeak-ng (what the toy model learnt from)."""
+        return open_voice(VoiceConfig(
+            backend=self._param("tts_backend"), voice=self._param("tts_voice"),
+            sample_rate_hz=SAMPLE_RATE_HZ, threads=1,
+            options=VoiceOptions(length_scale=ESPEAK_BASE_WPM / 160)))
+
+    def _reopen_instruction_voice(self) -> None:
+        if self._engine is None:
+            return
+        try:
+            self._instruction_voice = self._open_instruction_voice()
+        except ValueError as exc:
+            self.get_logger().error(f"instruction voice not changed: {exc}")
 
     def _load_model(self) -> AudioInteractionModel:
         kwargs = dict(model=self._param("model"), dtype=self._param("dtype"),
@@ -263,6 +268,9 @@ class InteractionNode(LifecycleNode):
             self.destroy_publisher(pub)
         self._out_pubs, self._probability_pubs = {}, {}
         self._engine, self._model, self._ingest = None, None, None
+        if self._instruction_voice is not None:
+            self._instruction_voice.close()
+            self._instruction_voice = None
 
     # ---------------------------------------------------------------- inputs
     def _on_audio_info(self, msg: AudioInfo) -> None:
@@ -318,7 +326,7 @@ class InteractionNode(LifecycleNode):
             elif text and self._param(f"{name}.instruction_mode") == "text_turn":
                 self._engine.add_text_turn(name, text)
             elif text:
-                self._engine.inject_audio(name, synthesize(text, self._param("tts_voice")))
+                self._engine.inject_audio(name, self._instruction_voice.synthesize(text)[0])
             else:
                 return
         except ValueError as exc:
@@ -454,23 +462,7 @@ class InteractionNode(LifecycleNode):
 
 def main(args: list[str] | None = None) -> int:
     """Entry point: ``ros2 run audio_interaction_ros interaction_node``."""
-    rclpy.init(args=args)
-    node = InteractionNode()
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    try:
-        if node.get_parameter("autostart").value:
-            if node.trigger_configure() == TransitionCallbackReturn.SUCCESS:
-                node.trigger_activate()
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.on_shutdown(None)
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
-
+    return runtime.run(InteractionNode, "interaction_node", args)
 
 if __name__ == "__main__":
     sys.exit(main())

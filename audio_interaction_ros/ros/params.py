@@ -38,6 +38,24 @@ class Param:
         return None
 
 
+def descriptor(p: Param):
+    """The ROS ParameterDescriptor of ``p``: description, choices, range, read-only."""
+    from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+
+    result = ParameterDescriptor(description=p.description, read_only=p.read_only)
+    if p.choices:
+        result.additional_constraints = "one of: " + ", ".join(p.choices)
+    if not p.dynamic and not p.read_only:
+        result.additional_constraints += " (applies on the next configure)"
+    if isinstance(p.default, float) and p.low is not None and p.high is not None:
+        result.floating_point_range = [FloatingPointRange(from_value=float(p.low),
+                                                          to_value=float(p.high))]
+    elif isinstance(p.default, int) and not isinstance(p.default, bool) and \
+            p.low is not None and p.high is not None:
+        result.integer_range = [IntegerRange(from_value=int(p.low), to_value=int(p.high))]
+    return result
+
+
 OUTPUTS = ("reply", "transcript", "sound_events")
 INSTRUCTION_MODES = ("speech", "text_turn")
 
@@ -82,8 +100,11 @@ NODE_PARAMS: tuple[Param, ...] = (
     Param("gap_tolerance_s", 0.1, "Header stamp gaps larger than this are counted.", low=0.0,
           high=60.0, dynamic=True),
     Param("diagnostics_period_s", 1.0, "Period of /diagnostics.", low=0.1, high=60.0),
-    Param("tts_voice", "en-us", "espeak-ng voice used to speak typed instructions.",
+    Param("tts_backend", "espeak", "Voice backend for typed instructions: espeak (what the toy "
+          "model learnt from), piper (neural), auto.", choices=("auto", "piper", "espeak"),
           dynamic=True),
+    Param("tts_voice", "en-us", "Voice used to speak typed instructions (espeak-ng voice, or "
+          "piper voice name / .onnx path; '' = the backend's default).", dynamic=True),
     Param("autostart", True, "Configure and activate on start (launch files that manage the "
           "lifecycle set false).", read_only=True),
     Param("sessions", ["assistant"], "Names of the sessions sharing the model; each has "

@@ -10,17 +10,15 @@ import time
 from pathlib import Path
 
 import numpy as np
-import rclpy
 import soundfile
 from audio_common_msgs.msg import AudioDataStamped, AudioInfo
 from rcl_interfaces.msg import ParameterDescriptor
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.time import Duration
 
 from ..core.audio import resample
-from . import messages
+from . import messages, runtime
 
 INFO_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                       durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -152,24 +150,7 @@ class PlayerNode(Node):
 
 def main(args: list[str] | None = None) -> int:
     """Entry point: ``ros2 run audio_interaction_ros player_node --ros-args -p files:=[a.wav]``."""
-    rclpy.init(args=args)
-    try:
-        node = PlayerNode()
-    except ValueError as exc:
-        print(f"player_node: error: {exc}", file=sys.stderr)
-        rclpy.try_shutdown()
-        return 2
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException, SystemExit):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
-
+    return runtime.run(PlayerNode, "player_node", args)
 
 if __name__ == "__main__":
     sys.exit(main())

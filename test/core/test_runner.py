@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -11,11 +10,12 @@ import pytest
 
 from audio_interaction_ros.core.protocol import TEXT_BEGIN
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from ..conftest import child_env
+
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=REPO, HF_HUB_OFFLINE="1")
+    env = child_env(HF_HUB_OFFLINE="1")
     return subprocess.run([sys.executable, "-m", "audio_interaction_ros.runner", *args],
                           capture_output=True, text=True, env=env, timeout=300)
 

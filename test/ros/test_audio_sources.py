@@ -2,7 +2,6 @@
 hardware through an ALSA `file` PCM that makes a raw file the microphone (ARCHITECTURE §7)."""
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -19,9 +18,9 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
 from audio_interaction_ros.ros.player_node import PlayerNode
 
+from ..conftest import child_env
 from .conftest import spin_until
 
-REPO = Path(__file__).resolve().parents[2]
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
 BEST_EFFORT = QoSProfile(depth=500, reliability=ReliabilityPolicy.BEST_EFFORT)
@@ -68,7 +67,7 @@ def test_player_rejects_missing_file():
     proc = subprocess.run([sys.executable, "-m", "audio_interaction_ros.ros.player_node",
                            "--ros-args", "-p", "files:=['/nonexistent.wav']"],
                           capture_output=True, text=True, timeout=60,
-                          env=dict(os.environ, PYTHONPATH=str(REPO)))
+                          env=child_env())
     assert proc.returncode == 2
     assert "player_node: error: audio file '/nonexistent.wav' does not exist" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -90,7 +89,7 @@ def alsa_home(tmp_path):
 
 
 def run_capture(home: Path, *params: str) -> subprocess.Popen:
-    env = dict(os.environ, HOME=str(home), PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
+    env = child_env(HOME=str(home), PYTHONUNBUFFERED="1")
     args = [a for p in params for a in ("-p", p)]
     return subprocess.Popen([sys.executable, "-m", "audio_interaction_ros.ros.capture_node",
                              "--ros-args", *args], env=env, stdout=subprocess.PIPE,

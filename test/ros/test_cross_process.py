@@ -2,7 +2,6 @@
 -> this test's subscriber; both stop cleanly on SIGINT (exit 0)."""
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -15,14 +14,14 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from std_msgs.msg import String
 
+from ..conftest import child_env
 from .conftest import spin_until
 from .test_interaction_node import beep_clip
 
-REPO = Path(__file__).resolve().parents[2]
 
 
 def start(module: str, *ros_args: str, log: Path) -> subprocess.Popen:
-    env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
+    env = child_env(PYTHONUNBUFFERED="1")
     return subprocess.Popen([sys.executable, "-m", module, "--ros-args", *ros_args],
                             stdout=log.open("w"), stderr=subprocess.STDOUT, env=env)
 

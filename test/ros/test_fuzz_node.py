@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from audio_common_msgs.msg import AudioDataStamped, AudioInfo
+from audio_common_msgs.msg import AudioInfo
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rclpy.executors import SingleThreadedExecutor

@@ -11,7 +11,7 @@ CONFIG = Path(__file__).resolve().parents[2] / "config" / "interaction.yaml"
 
 
 def test_config_keys_equal_declared_parameters():
-    params = yaml.safe_load(CONFIG.read_text())["audio_interaction"]["ros__parameters"]
+    params = yaml.safe_load(CONFIG.read_text())["/**/audio_interaction"]["ros__parameters"]
     sessions = params["sessions"]
     assert sessions == ["assistant"]
     node_keys = {k for k in params if k not in sessions}
@@ -21,7 +21,7 @@ def test_config_keys_equal_declared_parameters():
 
 
 def test_config_defaults_equal_declared_defaults():
-    params = yaml.safe_load(CONFIG.read_text())["audio_interaction"]["ros__parameters"]
+    params = yaml.safe_load(CONFIG.read_text())["/**/audio_interaction"]["ros__parameters"]
     for p in NODE_PARAMS:
         assert params[p.name] == p.default, p.name
         assert type(params[p.name]) is type(p.default), p.name
