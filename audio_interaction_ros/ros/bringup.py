@@ -47,6 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="file(s) to play when --use-mic false (repeatable)")
     parser.add_argument("--capture-device", default="", help="mic name substring or index")
     parser.add_argument("--rate", type=float, default=1.0, help="playback speed of files")
+    parser.add_argument("--speak", default="true", choices=["true", "false"],
+                        help="speak the replies (speech node); the microphone is then ignored "
+                             "while the robot speaks")
+    parser.add_argument("--speech-wav", default="", help="also write what the robot says here")
     parser.add_argument("--print", action="store_true", help="print decisions and replies")
     parser.add_argument("--exit-when-done", action="store_true",
                         help="stop once the files are played and the model is quiet")
@@ -76,20 +80,35 @@ def main(argv: list[str] | None = None) -> int:
     nodes = []
     try:
         source = _source_node(args)
-        interaction = InteractionNode(parameter_overrides=overrides)
+        speak = args.speak == "true"
+        interaction = InteractionNode(
+            parameter_overrides=overrides,
+            cli_args=["--ros-args", "-r", "robot_speaking:=speech/is_speaking"] if speak else None)
         nodes = [source, interaction]
+        if speak:
+            from .speech_node import SpeechNode
+
+            nodes.append(SpeechNode(
+                cli_args=["--ros-args", "-r", "reply:=audio_interaction/reply"],
+                parameter_overrides=[Parameter("autostart", value=False),
+                                     Parameter("input", value="reply"),
+                                     Parameter("wav_path", value=args.speech_wav)]))
         if args.print:
             nodes.append(Monitor(interaction.get_fully_qualified_name(),
                                  interaction.get_parameter("sessions").value))
         executor = MultiThreadedExecutor(num_threads=3)
         for node in nodes:
             executor.add_node(node)
-        if interaction.trigger_configure() != TransitionCallbackReturn.SUCCESS or \
-                interaction.trigger_activate() != TransitionCallbackReturn.SUCCESS:
-            print("audio-interaction-bringup: error: the interaction node did not activate "
-                  "(see the log above)", file=sys.stderr)
-            return 1
-        _spin(executor, source, interaction, args.exit_when_done)
+        for node in nodes:  # the lifecycle nodes, as the launch file's events do
+            if hasattr(node, "trigger_configure") and (
+                    node.trigger_configure() != TransitionCallbackReturn.SUCCESS
+                    or node.trigger_activate() != TransitionCallbackReturn.SUCCESS):
+                print(f"audio-interaction-bringup: error: {node.get_name()} did not activate "
+                      "(see the log above)", file=sys.stderr)
+                return 1
+        _spin(executor, source, nodes, args.exit_when_done)
+        if args.speech_wav and speak:
+            print(f"what the robot said: {args.speech_wav}")
     except (ValueError, RuntimeError, OSError) as exc:
         print(f"audio-interaction-bringup: error: {exc}", file=sys.stderr)
         return 2
@@ -97,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         pass
     finally:
         for node in reversed(nodes):
-            if isinstance(node, InteractionNode):
+            if hasattr(node, "trigger_configure"):
                 node.on_shutdown(None)
             if hasattr(node, "close"):
                 node.close()
@@ -117,14 +136,17 @@ def _source_node(args: argparse.Namespace):
                                            Parameter("rate", value=args.rate)])
 
 
-def _spin(executor, source, interaction: InteractionNode, exit_when_done: bool) -> None:
+def _spin(executor, source, nodes, exit_when_done: bool) -> None:
+    """Spin; with ``exit_when_done``, return once the files are played, the engine has consumed
+    what it could and nothing is left to say."""
     quiet_since = None
     while rclpy.ok():
         executor.spin_once(timeout_sec=0.1)
         if not exit_when_done or not getattr(source, "done", False):
             continue
-        engine = interaction.engine
-        idle = engine is None or (engine.backlog_s < 0.4 and not engine.busy)
+        engines = [n.engine for n in nodes if getattr(n, "engine", None) is not None]
+        idle = all(e.backlog_s < 0.4 and not e.busy for e in engines) and \
+            not any(getattr(n, "speaking", False) for n in nodes)
         quiet_since = (quiet_since or time.monotonic()) if idle else None
         if quiet_since and time.monotonic() - quiet_since > 1.0:
             return

@@ -2,12 +2,15 @@
 output, and a quick check on a robot: ``audio-interaction-bringup --print``)."""
 from __future__ import annotations
 
+import time
+
 from diagnostic_msgs.msg import DiagnosticArray
 from hri_msgs.msg import LiveSpeech
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Bool, Float32, String
 
+DIAGNOSTICS_EVERY_S = 5.0  # a diagnostics line this often, or when the level changes
 RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -32,7 +35,8 @@ class Monitor(Node):
         self.create_subscription(Bool, f"{base}/is_speaking",
                                  lambda m: self._print(f"[is_speaking] {m.data}"), LATCHED)
         self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
-        self._last_diag = ""
+        self._last_level = None
+        self._last_diag_s = 0.0
 
     def _on_probability(self, session: str, msg: Float32) -> None:
         k = self._chunks.get(session, 0)
@@ -57,6 +61,8 @@ class Monitor(Node):
                     f"{status.message}; RTF {values.get('real_time_factor')}, decision p50 "
                     f"{values.get('decision_latency_p50_ms')} ms, backlog "
                     f"{values.get('backlog_s')} s")
-            if line != self._last_diag:
-                self._last_diag = line
+            now = time.monotonic()
+            level_changed = status.level != self._last_level
+            if level_changed or now - self._last_diag_s >= DIAGNOSTICS_EVERY_S:
+                self._last_level, self._last_diag_s = status.level, now
                 self._print(line)

@@ -135,6 +135,11 @@ class SpeechNode(LifecycleNode):
         return SetParametersResult(successful=True)
 
     # ---------------------------------------------------------------- lifecycle
+    @property
+    def speaking(self) -> bool:
+        """True while queued speech has not played out (what ~/is_speaking last said)."""
+        return self._speaking
+
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         """SUCCESS -> inactive with the voice loaded; FAILURE -> unconfigured, reason logged."""
         rate_hz = self._param("sample_rate")
