@@ -7,7 +7,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.ready
 SHARED ?= ../shared
 TOY_DIR ?= build/toy-model
-DEMO_CLIPS ?= $(SHARED)/audio/02_translate_sample02_02.wav $(SHARED)/audio/01_count_bark_sample01_02.wav
+DEMO_CLIPS ?= $(SHARED)/audio/02_translate_sample02_02.wav $(SHARED)/audio/01_count_bark_sample01_02.wav \
+  $(SHARED)/fixtures/tiny-beep/golden/inputs/mixed.wav
 APT_PACKAGES := espeak-ng sox portaudio19-dev cmake g++ python3-dev
 export AMENT_PREFIX_PATH := $(abspath $(VENV))
 export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
@@ -42,14 +43,14 @@ $(STAMP): requirements.txt requirements-dev.txt setup.py package.xml tools/build
 
 # The project's own small model: trained here in about a minute, cached (a toy: beeps and speech).
 toy: $(STAMP)
-	@$(VENV)/bin/audio-interaction-build-toy --out $(TOY_DIR)
+	@$(PY) -m audio_interaction_ros.toy.build --out $(TOY_DIR)
 
 # Main job: the nodes on real recordings over ROS topics, printing decisions and replies; what the
 # robot says goes to build/demo_speech.wav (there is no speaker here).
 demo: toy
 	@for clip in $(DEMO_CLIPS); do test -f $$clip || { echo "missing $$clip: put the shared folder beside the clone or set SHARED=..."; exit 1; }; done
 	@echo "== demo: TOY model ($(TOY_DIR)); the real one: model:=zhifeixie/AudioInteraction on a GPU =="
-	@$(VENV)/bin/audio-interaction-bringup --model $(TOY_DIR) --use-mic false --rate 1.0 \
+	@$(PY) -m audio_interaction_ros.ros.bringup --model $(TOY_DIR) --use-mic false --rate 1.0 \
 	  --print --exit-when-done --speech-wav build/demo_speech.wav \
 	  $(foreach clip,$(DEMO_CLIPS),--audio-file $(clip))
 
