@@ -380,3 +380,26 @@ def test_overload_bounds_the_backlog_warns_and_recovers(ros_context, fixture_dir
             tester.send(clip[start:start + 1600], rate=16000)
             spin_for(executor, 0.1)
         assert spin_until(executor, lambda: len(tester.speech) > before, 20)
+
+
+def test_typed_instruction_is_spoken_into_its_session_before_live_audio(ros_context,
+                                                                       fixture_dir):
+    """<session>.instruction: synthesized at 16 kHz and fed, pinned, before the first live chunk;
+    setting it again while active re-instructs the session."""
+    instruction = "Please tell me when you hear a beep."
+    with node_and_tester(ros_context, fixture_dir,
+                         **{"assistant.instruction": instruction}) as (node, tester, executor):
+        session = node.engine.session("assistant")
+        tester.info(16000, 1)
+        spin_for(executor, 0.2)
+        tester.send(np.zeros((6400, 1), np.int16), rate=16000)  # one live chunk
+        assert spin_until(executor, lambda: any(not b.pinned for b in session._blocks), 20)
+        blocks = session._blocks
+        pinned = [b for b in blocks if b.pinned]
+        assert len(pinned) >= 3  # about 2 s of speech: several 0.4 s chunks
+        assert blocks[:len(pinned)] == pinned  # all before the live chunk
+        assert not blocks[-1].pinned
+        before = len(pinned)
+        node.set_parameters([Parameter("assistant.instruction", value="Count the beeps.")])
+        tester.send(np.zeros((6400, 1), np.int16), rate=16000)
+        assert spin_until(executor, lambda: sum(b.pinned for b in session._blocks) > before, 20)
