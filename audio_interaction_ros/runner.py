@@ -52,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="reference: float16-rounded positions like the authors' code")
     parser.add_argument("--trailing-silence", type=float, default=1.0, metavar="SECONDS",
                         help="zeros fed after each file (padded to whole chunks; 0 = none)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch CPU threads (0 = torch's default; 1 is often faster on a "
+                             "small or shared CPU)")
     parser.add_argument("--channel", type=int, default=-1,
                         help="channel to use; -1 averages all (default)")
     return parser
@@ -73,6 +76,8 @@ def run(args: argparse.Namespace, out=sys.stdout) -> int:
                               seed=args.seed)
     config = SessionConfig(sampling=sampling, max_reply_tokens=args.max_reply_tokens,
                            rope_positions=args.rope_positions)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
     model = AudioInteractionModel.load(args.model, device=args.device, dtype=args.dtype)
     session = ListenSession(model, config)
     log_mel = LogMel()

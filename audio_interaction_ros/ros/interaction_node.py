@@ -13,6 +13,7 @@ import time
 from collections import Counter
 
 import rclpy
+import torch
 from audio_common_msgs.msg import AudioDataStamped, AudioInfo
 from diagnostic_msgs.msg import DiagnosticArray
 from hri_msgs.msg import LiveSpeech
@@ -211,6 +212,8 @@ class InteractionNode(LifecycleNode):
             self.get_logger().error(f"instruction voice not changed: {exc}")
 
     def _load_model(self) -> AudioInteractionModel:
+        if self._param("cpu_threads") > 0:
+            torch.set_num_threads(self._param("cpu_threads"))
         kwargs = dict(model=self._param("model"), dtype=self._param("dtype"),
                       cache_dir=self._param("hf_cache_dir") or None)
         device = self._param("device")

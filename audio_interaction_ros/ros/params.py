@@ -67,6 +67,9 @@ NODE_PARAMS: tuple[Param, ...] = (
           choices=("auto", "bfloat16", "float16", "float32")),
     Param("allow_cpu_fallback", False, "If the GPU cannot be used (absent, out of memory), load "
           "on the CPU instead of failing configure."),
+    Param("cpu_threads", 0, "torch threads for CPU inference (0 = torch's default, one per "
+          "core). 1 is often faster on a small or shared CPU: every operation otherwise waits "
+          "for the busiest core.", low=0, high=256),
     Param("hf_cache_dir", "", "Hugging Face cache directory ('' = the default, HF_HOME)."),
     Param("temperature", 0.3, "Sampling temperature; 0 = greedy.", low=0.0, high=2.0,
           dynamic=True),

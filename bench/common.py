@@ -1,0 +1,113 @@
+"""Shared helpers of the benchmarks: paths, model choice, machine context and percentiles.
+
+The benchmarks run from a source checkout (``python bench/<name>.py``) without installing the
+package, so the repository root is put on ``sys.path`` here, once. Every figure a benchmark
+writes carries the machine context beside it (load average, cores, threads, memory): on a shared
+2-core machine a number without the load it was measured under cannot be compared with anything.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+import torch  # noqa: E402  (after the path set-up, like the core imports below)
+
+from audio_interaction_ros.core.model import AudioInteractionModel  # noqa: E402
+
+SHARED = Path(os.environ.get("AUDIO_INTERACTION_SHARED", REPO.parent / "shared"))
+FIXTURE_CKPT = SHARED / "fixtures" / "tiny-beep" / "ckpt"
+FIXTURE_INPUTS = SHARED / "fixtures" / "tiny-beep" / "golden" / "inputs"
+AUDIO_DIR = SHARED / "audio"
+RESULTS = REPO / "bench" / "results"
+
+
+def load_model(spec: str, device: str = "cpu", dtype: str = "float32",
+               seed: int = 0) -> AudioInteractionModel:
+    """``fixture`` (the tiny trained checkpoint), ``real`` (random weights at the published
+    3B dimensions, see realdim.py) or a checkpoint directory in the release layout."""
+    if spec == "fixture":
+        return AudioInteractionModel.load(FIXTURE_CKPT, device=device, dtype=dtype,
+                                          local_files_only=True)
+    if spec == "real":
+        from realdim import build_random_real_model
+
+        return build_random_real_model(device=device, dtype=dtype, seed=seed)
+    return AudioInteractionModel.load(spec, device=device, dtype=dtype)
+
+
+def sync(device: torch.device) -> None:
+    """Wait for queued GPU work so that a wall-clock interval covers it (no-op on CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def rss_mb() -> float:
+    """Resident set size of this process (VmRSS), in MB: what the soak watches for leaks."""
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
+def _meminfo_mb(key: str) -> float:
+    with open("/proc/meminfo", encoding="ascii") as meminfo:
+        for line in meminfo:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
+def available_memory_mb() -> float:
+    """MemAvailable of the machine (other processes included)."""
+    return _meminfo_mb("MemAvailable")
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def machine_context() -> dict:
+    """What a reader needs to judge a timing: where, with what, and how busy the machine was."""
+    import transformers
+
+    context = {
+        "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "cpu": cpu_model(),
+        "cpu_cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "loadavg_1_5_15": [round(x, 2) for x in os.getloadavg()],
+        "mem_total_mb": round(_meminfo_mb("MemTotal")),
+        "mem_available_mb": round(available_memory_mb()),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "cuda": None,
+    }
+    if torch.cuda.is_available():
+        context["cuda"] = {"device": torch.cuda.get_device_name(0),
+                           "runtime": torch.version.cuda}
+    return context
+
+
+def percentiles_ms(seconds: list[float] | np.ndarray, qs: tuple[int, ...] = (50, 95)) -> dict:
+    """``{"p50_ms": .., "p95_ms": ..}`` of durations given in seconds (NaN when empty)."""
+    values = np.asarray(seconds, dtype=np.float64) * 1e3
+    return {f"p{q}_ms": (round(float(np.percentile(values, q)), 3) if values.size else
+                         float("nan")) for q in qs}
