@@ -50,7 +50,9 @@ toy: $(STAMP)
 demo: toy
 	@for clip in $(DEMO_CLIPS); do test -f $$clip || { echo "missing $$clip: put the shared folder beside the clone or set SHARED=..."; exit 1; }; done
 	@echo "== demo: TOY model ($(TOY_DIR)); the real one: model:=zhifeixie/AudioInteraction on a GPU =="
+	@# 3 s between clips: the robot ignores its microphone while it speaks (self-hearing)
 	@$(PY) -m audio_interaction_ros.ros.bringup --model $(TOY_DIR) --use-mic false --rate 1.0 \
+	  --silence-between 3.0 \
 	  --print --exit-when-done --speech-wav build/demo_speech.wav \
 	  $(foreach clip,$(DEMO_CLIPS),--audio-file $(clip))
 

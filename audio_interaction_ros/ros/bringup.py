@@ -47,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="file(s) to play when --use-mic false (repeatable)")
     parser.add_argument("--capture-device", default="", help="mic name substring or index")
     parser.add_argument("--rate", type=float, default=1.0, help="playback speed of files")
+    parser.add_argument("--silence-between", type=float, default=1.0, metavar="SECONDS",
+                        help="silence the player inserts after each file")
     parser.add_argument("--speak", default="true", choices=["true", "false"],
                         help="speak the replies (speech node); the microphone is then ignored "
                              "while the robot speaks")
@@ -132,8 +134,9 @@ def _source_node(args: argparse.Namespace):
         return CaptureNode(parameter_overrides=[Parameter("device", value=args.capture_device)])
     from .player_node import PlayerNode
 
-    return PlayerNode(parameter_overrides=[Parameter("files", value=args.audio_file),
-                                           Parameter("rate", value=args.rate)])
+    return PlayerNode(parameter_overrides=[
+        Parameter("files", value=args.audio_file), Parameter("rate", value=args.rate),
+        Parameter("silence_between_s", value=args.silence_between)])
 
 
 def _spin(executor, source, nodes, exit_when_done: bool) -> None:
