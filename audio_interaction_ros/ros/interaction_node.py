@@ -35,6 +35,7 @@ from ..core.sampling import SamplingConfig
 from ..core.session import ListenSession, SessionConfig
 from ..core.protocol import SAMPLE_RATE_HZ
 from ..core.voice import ESPEAK_BASE_WPM, Voice, VoiceConfig, VoiceOptions, open_voice
+from .lifecycle import ManagedNodeMixin
 from . import messages, params, runtime
 from .params import descriptor
 
@@ -55,7 +56,7 @@ SPEAKING_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                           durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
-class InteractionNode(LifecycleNode):
+class InteractionNode(ManagedNodeMixin, LifecycleNode):
     """Lifecycle node running the Audio-Interaction model on an audio topic."""
 
     def __init__(self, node_name: str = "audio_interaction", **kwargs) -> None:
@@ -243,22 +244,6 @@ class InteractionNode(LifecycleNode):
         self._out_pubs["is_speaking"].publish(Bool(data=False))
         return result
 
-    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        """Unsubscribe and stop the engine (after its current chunk)."""
-        self._teardown_active()
-        return super().on_deactivate(state)
-
-    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
-        """Release the model and the publishers -> unconfigured."""
-        self._teardown_configured()
-        return TransitionCallbackReturn.SUCCESS
-
-    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
-        """From any state: tear down whatever exists."""
-        self._teardown_active()
-        self._teardown_configured()
-        return TransitionCallbackReturn.SUCCESS
-
     def _teardown_active(self) -> None:
         for sub in self._audio_subs:
             self.destroy_subscription(sub)
@@ -411,12 +396,6 @@ class InteractionNode(LifecycleNode):
     def _live_speech(self, session: str):
         return self._out_pubs[self._outputs.get(session, "reply")]
 
-    def _log_once(self, reason: str, detail: str) -> None:
-        """First occurrence of each reason is logged; all are counted in /diagnostics."""
-        if reason not in self._seen_reasons:
-            self._seen_reasons.add(reason)
-            self.get_logger().warning(f"{detail} (counted in /diagnostics; logged once)")
-
     def _publish_diagnostics(self) -> None:
         stamp = self.get_clock().now().to_msg()
         name = f"{self.get_fully_qualified_name()}: audio interaction"
@@ -449,8 +428,7 @@ class InteractionNode(LifecycleNode):
                                 if r in ("backlog_overflow", "step_failed")),
                   "rejected": sum(ingest.counts.values()) if ingest else 0,
                   "errors": stats.errors}
-        worse = [k for k, v in totals.items() if v > self._last_totals.get(k, 0)]
-        self._last_totals = totals
+        worse = self._worsened(totals)
         if stats.real_time_factor > 1.0:
             level, message = "WARN", f"slower than real time (RTF {stats.real_time_factor:.2f})"
         elif "errors" in worse:

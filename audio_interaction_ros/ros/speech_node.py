@@ -30,6 +30,7 @@ from ..core.voice import (BACKENDS, MAX_LENGTH_SCALE, MAX_VOLUME, MIN_LENGTH_SCA
                           sentences)
 from ..core.local_output import LocalOutput
 from ..core.speaker import Speaker
+from .lifecycle import ManagedNodeMixin
 from . import messages, runtime
 from .params import Param, descriptor
 
@@ -82,7 +83,7 @@ BY_NAME = {p.name: p for p in PARAMS}
 
 
 # ---------------------------------------------------------------------------------- node
-class SpeechNode(LifecycleNode):
+class SpeechNode(ManagedNodeMixin, LifecycleNode):
     """Lifecycle node turning reply text into speech audio."""
 
     def __init__(self, node_name: str = "speech", **kwargs) -> None:
@@ -193,22 +194,6 @@ class SpeechNode(LifecycleNode):
         self._speaker.start()
         return result
 
-    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        """Unsubscribe, stop the speaker (queued text is discarded), say is_speaking false."""
-        self._teardown_active()
-        return super().on_deactivate(state)
-
-    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
-        """Close the voice, the speaker and the WAV file -> unconfigured."""
-        self._teardown_configured()
-        return TransitionCallbackReturn.SUCCESS
-
-    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
-        """From any state: tear down whatever exists (the WAV file is closed, so valid)."""
-        self._teardown_active()
-        self._teardown_configured()
-        return TransitionCallbackReturn.SUCCESS
-
     def _teardown_active(self) -> None:
         for sub in self._subs:
             self.destroy_subscription(sub)
@@ -287,12 +272,6 @@ class SpeechNode(LifecycleNode):
         if pub is not None:
             pub.publish(Bool(data=speaking))
 
-    def _log_once(self, reason: str, detail: str) -> None:
-        """First occurrence of each reason is logged; all are counted in /diagnostics."""
-        if reason not in self._seen_reasons:
-            self._seen_reasons.add(reason)
-            self.get_logger().warning(f"{detail} (counted in /diagnostics; logged once)")
-
     def _publish_diagnostics(self) -> None:
         stamp = self.get_clock().now().to_msg()
         name = f"{self.get_fully_qualified_name()}: speech"
@@ -323,8 +302,7 @@ class SpeechNode(LifecycleNode):
             values["local_output_overflow_s"] = \
                 f"{self._local.overflow_bytes / 2 / voice.sample_rate_hz:.2f}"
         totals = {"dropped": stats.dropped, "errors": stats.errors}
-        worse = [k for k, v in totals.items() if v > self._last_totals.get(k, 0)]
-        self._last_totals = totals
+        worse = self._worsened(totals)
         if "errors" in worse:
             level, message = "WARN", stats.last_error
         elif worse:
