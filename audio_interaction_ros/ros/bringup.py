@@ -20,6 +20,7 @@ from rclpy.parameter import Parameter
 
 from .interaction_node import InteractionNode
 from .monitor import Monitor
+from .runtime import close_node
 
 
 def default_params_file() -> str:
@@ -118,11 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         pass
     finally:
         for node in reversed(nodes):
-            if hasattr(node, "trigger_configure"):
-                node.on_shutdown(None)
-            if hasattr(node, "close"):
-                node.close()
-            node.destroy_node()
+            close_node(node)
         rclpy.try_shutdown()
     return 0
 

@@ -99,9 +99,6 @@ class InteractionNode(ManagedNodeMixin, LifecycleNode):
         return self._engine
 
     # ---------------------------------------------------------------- parameters
-    def _param(self, name: str):
-        return self.get_parameter(name).value
-
     def _on_set_parameters(self, changes) -> SetParametersResult:
         for change in changes:
             spec = params.lookup(change.name)

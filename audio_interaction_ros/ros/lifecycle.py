@@ -13,6 +13,10 @@ class ManagedNodeMixin:
     _seen_reasons: set[str]
     _last_totals: dict[str, float]
 
+    def _param(self, name: str):
+        """A parameter's current value."""
+        return self.get_parameter(name).value
+
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Undo activate -> inactive (lifecycle publishers switch off in super())."""
         self._teardown_active()

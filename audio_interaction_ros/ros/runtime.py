@@ -32,10 +32,15 @@ def run(make_node: Callable[[], Node], program: str, args: list[str] | None = No
     except (KeyboardInterrupt, ExternalShutdownException, SystemExit):
         pass
     finally:
-        if isinstance(node, LifecycleNode):
-            node.on_shutdown(None)
-        if hasattr(node, "close"):
-            node.close()
-        node.destroy_node()
+        close_node(node)
         rclpy.try_shutdown()
     return 0
+
+
+def close_node(node: Node) -> None:
+    """Tear down a node of this package from any state: lifecycle shutdown, release devices."""
+    if isinstance(node, LifecycleNode):
+        node.on_shutdown(None)
+    if hasattr(node, "close"):
+        node.close()
+    node.destroy_node()

@@ -114,9 +114,6 @@ class SpeechNode(ManagedNodeMixin, LifecycleNode):
         """The voice (None unless configured); for tests and benchmarks."""
         return self._voice
 
-    def _param(self, name: str):
-        return self.get_parameter(name).value
-
     def _on_set_parameters(self, changes) -> SetParametersResult:
         values = {}
         for change in changes:
