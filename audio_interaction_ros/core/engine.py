@@ -1,8 +1,9 @@
-"""The worker that owns the model: chunking, bounded backlog, front end, sessions, events.
+"""The worker that owns the model: chunking, bounded backlog, commands, recovery, statistics.
 
 No rclpy here. Other threads only call ``push()`` (any length of float32 mono 16 kHz audio) and
-the control methods; the engine thread cuts whole 0.4 s chunks, computes the features once, runs
-every session on them and hands each event to ``emit``. While a session speaks, pushed audio waits
+the control methods; the engine thread cuts whole 0.4 s chunks and hands each to its
+``Pipeline`` (front end, encoder, one step of every session), which passes every event to
+``emit``. While a session speaks, pushed audio waits
 in the backlog and is consumed in order afterwards (a reply sits between two chunks, as in
 training). The backlog is bounded in seconds: on overflow the OLDEST audio is dropped, counted by
 reason and reported as an ``AudioDropped`` event, never silently.
@@ -10,7 +11,6 @@ reason and reported as an ``AudioDropped`` event, never silently.
 from __future__ import annotations
 
 import threading
-import time
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,12 +19,15 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from .events import AudioDropped, Decision, EngineError, Event, ReplyDone
 from .audio import pad_to_chunks
-from .features import DEFAULT_FLOOR_WINDOW_S, StreamingFrontEnd, reference_features
+from .events import AudioDropped, EngineError, Event
+from .features import DEFAULT_FLOOR_WINDOW_S
 from .model import AudioInteractionModel
+from .pipeline import Pipeline, StepTiming
 from .protocol import CHUNK_SAMPLES, CHUNK_SECONDS, SAMPLE_RATE_HZ
 from .session import InstructionRejected, ListenSession
+
+__all__ = ["Engine", "EngineConfig", "EngineStats", "SampleFifo", "StepTiming"]
 
 TIMING_WINDOW = 512  # chunks kept for latency percentiles (about 3.4 minutes)
 RTF_WINDOW = 25  # chunks (10 s) over which the real-time factor is reported
@@ -119,21 +122,6 @@ class _Instruction:
 
 
 @dataclass(frozen=True)
-class StepTiming:
-    """Where one chunk's time went (seconds); ``listen_s`` excludes reply generation."""
-
-    frontend_s: float
-    encoder_s: float
-    listen_s: float
-    reply_s: float
-
-    @property
-    def decision_s(self) -> float:
-        """From a complete chunk to every session's decision (what the robot waits for)."""
-        return self.frontend_s + self.encoder_s + self.listen_s
-
-
-@dataclass(frozen=True)
 class EngineStats:
     """A snapshot for diagnostics; read from any thread."""
 
@@ -159,14 +147,11 @@ class Engine:
     def __init__(self, model: AudioInteractionModel, sessions: list[ListenSession],
                  config: EngineConfig | None = None,
                  emit: Callable[[Event], None] | None = None) -> None:
-        names = [s.name for s in sessions]
-        if len(set(names)) != len(names):
-            raise ValueError(f"session names must be unique, got {names}")
         self.model = model
         self.config = config or EngineConfig()
-        self._sessions = {s.name: s for s in sessions}
+        self.pipeline = Pipeline(model, sessions, "streaming", self.config.floor_window_s)
+        self._sessions = self.pipeline.sessions
         self._emit = emit or (lambda event: None)
-        self._frontend = StreamingFrontEnd(self.config.floor_window_s)
         self._fifo = SampleFifo(int(self.config.max_backlog_s * SAMPLE_RATE_HZ))
         self._lock = threading.Condition()
         self._pending_drops: Counter[str] = Counter()
@@ -262,7 +247,7 @@ class Engine:
         if instruction.audio is not None:
             if instruction.source and instruction.source == session.instruction_source:
                 return
-            rows = self.model.encode(reference_features(instruction.audio))
+            rows = self.pipeline.encode_recording(instruction.audio)
             session.instruct_audio(rows, source=instruction.source, emit=self._emit)
         elif instruction.text is not None:
             if instruction.source != session.instruction_source:
@@ -392,34 +377,16 @@ class Engine:
             self.busy = False
 
     def _process_chunk(self, chunk: NDArray[np.float32]) -> None:
+        start_s = self._clock_samples / SAMPLE_RATE_HZ
         self._clock_samples += CHUNK_SAMPLES
-        stream_time_s = self._clock_samples / SAMPLE_RATE_HZ
-        reply_s = 0.0
-        t0 = time.perf_counter()
         try:
-            mel = self._frontend.push(chunk)
-            t1 = time.perf_counter()
-            rows = self.model.encode(mel)[0]
-            if self.model.device.type == "cuda":
-                torch.cuda.synchronize(self.model.device)
-            t2 = time.perf_counter()
-            listen_s = 0.0
-            for session in list(self._sessions.values()):
-                decided_s = 0.0
-                for event in session.listen(rows, stream_time_s=stream_time_s, emit=self._emit):
-                    if isinstance(event, Decision):
-                        decided_s = event.compute_s
-                        listen_s += decided_s
-                    elif isinstance(event, ReplyDone):
-                        self._replies += 1
-                        reply_s += event.total_s - decided_s
+            for result in self.pipeline.process(chunk, start_s=start_s, emit=self._emit):
+                self._replies += result.replies
+                with self._lock:
+                    self._timings.append(result.timing)
+                    self._chunks += 1
         except Exception as exc:  # any failure: recover, report, listen on
             self._fail(f"chunk failed: {_describe(exc)}", CHUNK_SAMPLES)
-            return
-        timing = StepTiming(t1 - t0, t2 - t1, listen_s, reply_s)
-        with self._lock:
-            self._timings.append(timing)
-            self._chunks += 1
 
     def _fail(self, message: str, lost_samples: int) -> None:
         """The one recovery of every failure on the engine thread (chunk or command).

@@ -80,7 +80,7 @@ def test_audio_arriving_during_a_reply_is_consumed_afterwards(tiny_model, beep, 
     """Replies block the engine thread; pushed audio waits and nothing is lost."""
     events = []
     engine = make_engine(tiny_model, events, max_backlog_s=30)
-    session = engine._sessions["assistant"]
+    session = engine.session("assistant")
     original = session._speak
     speaking = threading.Event()
 
@@ -136,7 +136,7 @@ def test_commands_run_between_chunks_and_reset_sessions(tiny_model, beep):
     engine = make_engine(tiny_model, events)
     engine.push(beep)
     engine.process_pending()
-    assert engine._sessions["assistant"].chunk_index == 5
+    assert engine.session("assistant").chunk_index == 5
     engine.reset_session("assistant")
     with pytest.raises(KeyError):
         engine.reset_session("nobody")
