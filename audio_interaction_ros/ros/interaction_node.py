@@ -34,7 +34,7 @@ from ..core.model import AudioInteractionModel
 from ..core.sampling import SamplingConfig
 from ..core.session import ListenSession, SessionConfig
 from ..core.protocol import SAMPLE_RATE_HZ
-from ..core.voice import ESPEAK_BASE_WPM, Voice, VoiceConfig, VoiceOptions, open_voice
+from ..voice.tts import ESPEAK_BASE_WPM, Voice, VoiceConfig, VoiceOptions, open_voice
 from .lifecycle import ManagedNodeMixin
 from . import messages, params, runtime
 from .params import descriptor
