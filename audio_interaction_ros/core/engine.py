@@ -232,7 +232,7 @@ class Engine:
             raise KeyError(name)
         self._queue_instruction(name, _Instruction(""))
 
-    def _queue_instruction(self, name: str, instruction: "_Instruction") -> None:
+    def _queue_instruction(self, name: str, instruction: _Instruction) -> None:
         # Only the newest instruction of a session matters: one command per session at a time,
         # so re-instructing faster than the engine runs queues nothing more.
         with self._lock:
