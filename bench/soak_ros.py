@@ -50,11 +50,10 @@ def main() -> int:
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.executors import SingleThreadedExecutor
-    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
     from std_msgs.msg import String
 
     from audio_common_msgs.msg import AudioDataStamped, AudioInfo
-    from audio_interaction_ros.ros import messages
+    from audio_interaction_ros.ros import messages, qos
 
     backlog_limit_s = 60.0
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
@@ -66,18 +65,15 @@ def main() -> int:
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     rclpy.init()
     node = rclpy.create_node("soak_publisher")
-    latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
-    info_pub = node.create_publisher(AudioInfo, "audio_info", latched)
-    audio_pub = node.create_publisher(AudioDataStamped, "audio",
-                                      QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE))
+    info_pub = node.create_publisher(AudioInfo, "audio_info", qos.LATCHED)
+    audio_pub = node.create_publisher(AudioDataStamped, "audio", qos.AUDIO_RELIABLE)
     diag: dict[str, str] = {}
     replies = []
     node.create_subscription(DiagnosticArray, "/diagnostics", lambda m: [
         diag.update({kv.key: kv.value for kv in s.values}) for s in m.status
-        if "audio interaction" in s.name], 10)
+        if "audio interaction" in s.name], qos.PERIODIC)
     node.create_subscription(String, "/audio_interaction/speech",
-                             lambda m: replies.append(m.data), 100)
+                             lambda m: replies.append(m.data), qos.TEXT)
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     info_pub.publish(messages.audio_info(48000, 2))

@@ -17,10 +17,8 @@ import torch
 from audio_common_msgs.msg import AudioDataStamped, AudioInfo
 from diagnostic_msgs.msg import DiagnosticArray
 from hri_msgs.msg import LiveSpeech
-from rcl_interfaces.msg import SetParametersResult
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Bool, Float32, String
 from std_srvs.srv import SetBool, Trigger
 
@@ -36,28 +34,13 @@ from ..core.session import ListenSession, SessionConfig
 from ..core.protocol import SAMPLE_RATE_HZ
 from ..core.voice import ESPEAK_BASE_WPM, Voice, VoiceConfig, VoiceOptions, open_voice
 from .lifecycle import ManagedNodeMixin
-from . import messages, params, runtime
-from .params import descriptor
-
-AUDIO_INFO_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                            durability=DurabilityPolicy.TRANSIENT_LOCAL,
-                            history=HistoryPolicy.KEEP_LAST)
-# Deep queues: a burst of audio messages (a driver catching up, a bag) must not be cut to the
-# last few before the executor takes them. Best effort matches both kinds of publisher.
-AUDIO_QUEUE_DEPTH = 200
-AUDIO_BEST_EFFORT_QOS = QoSProfile(depth=AUDIO_QUEUE_DEPTH,
-                                   reliability=ReliabilityPolicy.BEST_EFFORT,
-                                   durability=DurabilityPolicy.VOLATILE,
-                                   history=HistoryPolicy.KEEP_LAST)
-AUDIO_RELIABLE_QOS = QoSProfile(depth=AUDIO_QUEUE_DEPTH, reliability=ReliabilityPolicy.RELIABLE,
-                                history=HistoryPolicy.KEEP_LAST)
-OUTPUT_QOS = QoSProfile(depth=20, reliability=ReliabilityPolicy.RELIABLE)
-SPEAKING_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
+from . import messages, params, qos, runtime
 
 
 class InteractionNode(ManagedNodeMixin, LifecycleNode):
     """Lifecycle node running the Audio-Interaction model on an audio topic."""
+
+    PARAMS = params.INTERACTION
 
     def __init__(self, node_name: str = "audio_interaction", **kwargs) -> None:
         self._engine: Engine | None = None
@@ -78,14 +61,9 @@ class InteractionNode(ManagedNodeMixin, LifecycleNode):
         self._audio_origin_s: float | None = None
         self._instruction_voice: Voice | None = None
         super().__init__(node_name, **kwargs)
-        for p in params.NODE_PARAMS:
-            self.declare_parameter(p.name, p.default, descriptor(p))
-        self._session_names = list(self.get_parameter("sessions").value) or ["assistant"]
-        for name in self._session_names:
-            for p in params.SESSION_PARAMS:
-                self.declare_parameter(f"{name}.{p.name}", p.default, descriptor(p))
-        self.add_on_set_parameters_callback(self._on_set_parameters)
-        self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._session_names = self._declare_parameters()
+        self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics",
+                                                      qos.PERIODIC)
         self._diagnostics_timer = self.create_timer(
             self._param("diagnostics_period_s"), self._publish_diagnostics)
         self.create_service(SetBool, "~/set_listening", self._on_set_listening)
@@ -99,14 +77,7 @@ class InteractionNode(ManagedNodeMixin, LifecycleNode):
         return self._engine
 
     # ---------------------------------------------------------------- parameters
-    def _on_set_parameters(self, changes) -> SetParametersResult:
-        for change in changes:
-            spec = params.lookup(change.name)
-            if spec is None:
-                continue
-            reason = spec.check(change.value)
-            if reason:
-                return SetParametersResult(successful=False, reason=reason)
+    def _apply_parameters(self, changes) -> None:
         if self._engine is not None:  # dynamic changes that need the engine
             for change in changes:
                 key = change.name.rsplit(".", 1)
@@ -121,7 +92,6 @@ class InteractionNode(ManagedNodeMixin, LifecycleNode):
                     self._ingest.gap_tolerance_s = change.value
                 elif change.name in ("tts_voice", "tts_backend"):
                     self._later(self._reopen_instruction_voice)
-        return SetParametersResult(successful=True)
 
     def _later(self, action) -> None:
         """Run ``action`` after the parameter update is stored (one-shot timer)."""
@@ -179,13 +149,13 @@ class InteractionNode(ManagedNodeMixin, LifecycleNode):
         self._outputs = {n: self._param(f"{n}.output") for n in self._session_names}
         make = self.create_lifecycle_publisher
         self._out_pubs = {
-            "speech": make(String, "~/speech", OUTPUT_QOS),
-            "reply": make(LiveSpeech, "~/reply", OUTPUT_QOS),
-            "transcript": make(LiveSpeech, "~/transcript", OUTPUT_QOS),
-            "sound_events": make(LiveSpeech, "~/sound_events", OUTPUT_QOS),
-            "is_speaking": make(Bool, "~/is_speaking", SPEAKING_QOS),
+            "speech": make(String, "~/speech", qos.TEXT),
+            "reply": make(LiveSpeech, "~/reply", qos.TEXT),
+            "transcript": make(LiveSpeech, "~/transcript", qos.TEXT),
+            "sound_events": make(LiveSpeech, "~/sound_events", qos.TEXT),
+            "is_speaking": make(Bool, "~/is_speaking", qos.LATCHED),
         }
-        self._probability_pubs = {n: make(Float32, f"~/{n}/speak_probability", 10)
+        self._probability_pubs = {n: make(Float32, f"~/{n}/speak_probability", qos.PERIODIC)
                                   for n in self._session_names}
         info = self._model.info
         self.get_logger().info(
@@ -226,13 +196,13 @@ class InteractionNode(ManagedNodeMixin, LifecycleNode):
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Subscribe and start the engine; publishers switch on in super()."""
-        audio_qos = AUDIO_RELIABLE_QOS if self._param("audio_reliable") else \
-            AUDIO_BEST_EFFORT_QOS
+        audio_qos = qos.AUDIO_RELIABLE if self._param("audio_reliable") else \
+            qos.AUDIO_BEST_EFFORT
         self._audio_subs = [
-            self.create_subscription(AudioInfo, "audio_info", self._on_audio_info, AUDIO_INFO_QOS),
+            self.create_subscription(AudioInfo, "audio_info", self._on_audio_info, qos.LATCHED),
             self.create_subscription(AudioDataStamped, "audio", self._on_audio, audio_qos),
             self.create_subscription(Bool, "robot_speaking", self._on_robot_speaking,
-                                     SPEAKING_QOS),
+                                     qos.LATCHED),
         ]
         result = super().on_activate(state)
         for name in self._session_names:

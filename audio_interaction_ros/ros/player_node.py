@@ -14,15 +14,10 @@ import soundfile
 from audio_common_msgs.msg import AudioDataStamped, AudioInfo
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.time import Duration
 
 from ..core.audio import resample
-from . import messages, runtime
-
-INFO_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
-AUDIO_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+from . import messages, qos, runtime
 
 
 def load_as_s16(path: str) -> tuple[np.ndarray, int]:
@@ -74,8 +69,8 @@ class PlayerNode(Node):
                             for d, r in self._tracks]
         self.sample_rate_hz = self._tracks[0][1]
         self.channels = self._tracks[0][0].shape[1]
-        self._info_pub = self.create_publisher(AudioInfo, "audio_info", INFO_QOS)
-        self._audio_pub = self.create_publisher(AudioDataStamped, "audio", AUDIO_QOS)
+        self._info_pub = self.create_publisher(AudioInfo, "audio_info", qos.LATCHED)
+        self._audio_pub = self.create_publisher(AudioDataStamped, "audio", qos.AUDIO_RELIABLE)
         self._info_pub.publish(messages.audio_info(self.sample_rate_hz, self.channels))
         rate = float(self.get_parameter("rate").value)
         if rate <= 0:

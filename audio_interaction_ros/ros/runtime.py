@@ -1,19 +1,23 @@
 """How every executable of this package runs a node (Humble-compatible: no rclpy.init context
 manager): init, build, optionally configure+activate a lifecycle node, spin, and always clean up.
-A node that cannot be built prints one error line and exits 2; Ctrl-C exits 0."""
+A node that cannot be built (a bad parameter value included) prints one error line and exits 2;
+Ctrl-C exits 0."""
 from __future__ import annotations
 
 import sys
 from collections.abc import Callable
 
 import rclpy
+from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.node import Node
 
+BUILD_ERRORS: tuple[type[Exception], ...] = (ValueError, ParameterException)
+
 
 def run(make_node: Callable[[], Node], program: str, args: list[str] | None = None,
-        build_errors: tuple[type[Exception], ...] = (ValueError,)) -> int:
+        build_errors: tuple[type[Exception], ...] = BUILD_ERRORS) -> int:
     """Spin the node made by ``make_node`` until Ctrl-C or shutdown; the process exit code."""
     rclpy.init(args=args)
     try:

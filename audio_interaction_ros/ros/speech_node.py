@@ -19,72 +19,23 @@ from audio_common_msgs.msg import AudioDataStamped, AudioInfo
 from diagnostic_msgs.msg import DiagnosticArray
 from hri_msgs.msg import LiveSpeech
 from numpy.typing import NDArray
-from rcl_interfaces.msg import SetParametersResult
 from rclpy.duration import Duration
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Bool, String
 
-from ..core.voice import (BACKENDS, MAX_LENGTH_SCALE, MAX_VOLUME, MIN_LENGTH_SCALE,
-                          SentenceSplitter, Voice, VoiceConfig, VoiceOptions, open_voice,
+from ..core.voice import (SentenceSplitter, Voice, VoiceConfig, VoiceOptions, open_voice,
                           sentences)
 from ..core.local_output import LocalOutput
 from ..core.speaker import Speaker
 from .lifecycle import ManagedNodeMixin
-from . import messages, runtime
-from .params import Param, descriptor
-
-INFO_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
-SPEAKING_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
-AUDIO_QOS = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE,
-                       history=HistoryPolicy.KEEP_LAST)
-# A streamed reply is one LiveSpeech message per token: keep them all until the executor runs.
-TEXT_QOS = QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE)
-
-PARAMS: tuple[Param, ...] = (
-    Param("input", "reply", "What to speak: reply (hri_msgs/LiveSpeech; each sentence as soon "
-          "as it is complete, before the reply ends) or speech (std_msgs/String, whole "
-          "replies). Only that topic is subscribed, so nothing is said twice.",
-          choices=("reply", "speech")),
-    Param("backend", "auto", "piper (neural voice), espeak (espeak-ng), or auto (piper when "
-          "it can load the voice, else espeak-ng).", choices=BACKENDS),
-    Param("voice", "", "piper: an installed voice name (en_US-joe-medium) or a .onnx path; "
-          "espeak: an espeak-ng voice (en-us); '' = the backend's default."),
-    Param("length_scale", 1.0, "Speaking slowness: 1.0 = the voice's pace, 2.0 twice as slow "
-          "(espeak-ng: 175 / length_scale words per minute).", low=MIN_LENGTH_SCALE,
-          high=MAX_LENGTH_SCALE, dynamic=True),
-    Param("volume", 1.0, "Gain on the voice (1.0 = as synthesized; clipped at full scale).",
-          low=0.0, high=MAX_VOLUME, dynamic=True),
-    Param("sample_rate", 22050, "Rate of speech_audio in Hz (the voice is resampled).",
-          low=8000, high=48000),
-    Param("chunk_ms", 100, "Audio per speech_audio message in milliseconds.", low=10,
-          high=1000),
-    Param("publish_ahead_s", 0.5, "Audio is published at most this far ahead of real time "
-          "(the consumer's buffer); the first audio of an utterance goes out at once.",
-          low=0.0, high=60.0),
-    Param("queue_size", 20, "Sentences waiting for synthesis; beyond this the oldest is "
-          "dropped and counted.", low=1, high=1000),
-    Param("threads", 1, "onnxruntime threads for piper (0 = onnxruntime's default: every "
-          "core, busy-waiting). One leaves the cores to the model; more lower the latency only "
-          "where cores are idle.", low=0, high=64),
-    Param("play_locally", False, "Also play the speech on a local output device (PyAudio)."),
-    Param("output_device", "", "Output device for play_locally: index or name substring "
-          "('' = the default output)."),
-    Param("wav_path", "", "If set, everything spoken is also appended to this WAV file "
-          "(written anew on each configure, closed on cleanup and shutdown)."),
-    Param("frame_id", "speech", "Header frame_id of speech_audio."),
-    Param("diagnostics_period_s", 1.0, "Period of /diagnostics.", low=0.1, high=60.0),
-    Param("autostart", True, "Configure and activate on start (launch files that manage the "
-          "lifecycle set false).", read_only=True),
-)
-BY_NAME = {p.name: p for p in PARAMS}
+from . import messages, params, qos, runtime
 
 
 # ---------------------------------------------------------------------------------- node
 class SpeechNode(ManagedNodeMixin, LifecycleNode):
     """Lifecycle node turning reply text into speech audio."""
+
+    PARAMS = params.SPEECH
 
     def __init__(self, node_name: str = "speech", **kwargs) -> None:
         self._voice: Voice | None = None
@@ -102,10 +53,9 @@ class SpeechNode(ManagedNodeMixin, LifecycleNode):
         self._seen_reasons: set[str] = set()
         self._last_totals: dict[str, int] = {}
         super().__init__(node_name, **kwargs)
-        for p in PARAMS:
-            self.declare_parameter(p.name, p.default, descriptor(p))
-        self.add_on_set_parameters_callback(self._on_set_parameters)
-        self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._declare_parameters()
+        self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics",
+                                                      qos.PERIODIC)
         self._diagnostics_timer = self.create_timer(
             self._param("diagnostics_period_s"), self._publish_diagnostics)
 
@@ -114,23 +64,14 @@ class SpeechNode(ManagedNodeMixin, LifecycleNode):
         """The voice (None unless configured); for tests and benchmarks."""
         return self._voice
 
-    def _on_set_parameters(self, changes) -> SetParametersResult:
-        values = {}
-        for change in changes:
-            spec = BY_NAME.get(change.name)
-            if spec is None:
-                continue
-            reason = spec.check(change.value)
-            if reason:
-                return SetParametersResult(successful=False, reason=reason)
-            values[change.name] = change.value
+    def _apply_parameters(self, changes) -> None:
+        values = {change.name: change.value for change in changes}
         voice = self._voice
         if voice is not None and values.keys() & {"length_scale", "volume"}:
             # the next sentence is spoken with the new options (one object swapped at once)
             voice.options = VoiceOptions(
                 length_scale=values.get("length_scale", voice.options.length_scale),
                 volume=values.get("volume", voice.options.volume))
-        return SetParametersResult(successful=True)
 
     # ---------------------------------------------------------------- lifecycle
     @property
@@ -158,9 +99,9 @@ class SpeechNode(ManagedNodeMixin, LifecycleNode):
         self._load_error = ""
         self._frame_id = self._param("frame_id")
         make = self.create_lifecycle_publisher
-        self._pubs = {"audio": make(AudioDataStamped, "~/speech_audio", AUDIO_QOS),
-                      "info": make(AudioInfo, "~/speech_audio_info", INFO_QOS),
-                      "is_speaking": make(Bool, "~/is_speaking", SPEAKING_QOS)}
+        self._pubs = {"audio": make(AudioDataStamped, "~/speech_audio", qos.AUDIO_RELIABLE),
+                      "info": make(AudioInfo, "~/speech_audio_info", qos.LATCHED),
+                      "is_speaking": make(Bool, "~/is_speaking", qos.LATCHED)}
         self._speaker = Speaker(self._voice, self._param("chunk_ms") / 1000.0,
                                 self._param("publish_ahead_s"), self._param("queue_size"),
                                 emit=self._emit, speaking=self._publish_speaking,
@@ -181,10 +122,10 @@ class SpeechNode(ManagedNodeMixin, LifecycleNode):
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Subscribe and start the speaker; publishers switch on in super()."""
         if self._param("input") == "speech":
-            self._subs = [self.create_subscription(String, "speech", self._on_speech, TEXT_QOS)]
+            self._subs = [self.create_subscription(String, "speech", self._on_speech, qos.TEXT)]
         else:
             self._subs = [self.create_subscription(LiveSpeech, "reply", self._on_reply,
-                                                   TEXT_QOS)]
+                                                   qos.TEXT)]
         result = super().on_activate(state)
         self._pubs["info"].publish(messages.audio_info(self._voice.sample_rate_hz, 1))
         self._publish_speaking(False)

@@ -14,16 +14,12 @@ import soundfile
 from audio_common_msgs.msg import AudioDataStamped, AudioInfo
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
 from audio_interaction_ros.ros.player_node import PlayerNode
+from audio_interaction_ros.ros.qos import AUDIO_BEST_EFFORT, LATCHED
 
 from ..conftest import child_env
 from .conftest import spin_until
-
-LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
-BEST_EFFORT = QoSProfile(depth=500, reliability=ReliabilityPolicy.BEST_EFFORT)
 
 
 class Recorder:
@@ -32,7 +28,8 @@ class Recorder:
         self.infos: list[AudioInfo] = []
         self.audio: list[AudioDataStamped] = []
         self.node.create_subscription(AudioInfo, "audio_info", self.infos.append, LATCHED)
-        self.node.create_subscription(AudioDataStamped, "audio", self.audio.append, BEST_EFFORT)
+        self.node.create_subscription(AudioDataStamped, "audio", self.audio.append,
+                                      AUDIO_BEST_EFFORT)
 
     def pcm(self) -> np.ndarray:
         return np.concatenate([np.frombuffer(m.audio.data, dtype="<i2") for m in self.audio])

@@ -13,17 +13,13 @@ from hri_msgs.msg import LiveSpeech
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.parameter import Parameter
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Bool, Float32, String
 
 from audio_interaction_ros.ros import messages
+from audio_interaction_ros.ros.qos import LATCHED, TEXT as RELIABLE
 from audio_interaction_ros.ros.interaction_node import InteractionNode
 
 from .conftest import spin_for, spin_until
-
-LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
-RELIABLE = QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE)
 
 
 def beep_clip(rate: int = 48000, channels: int = 2, beep_s: float = 0.4) -> np.ndarray:
