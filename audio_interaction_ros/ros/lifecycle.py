@@ -67,9 +67,12 @@ class ManagedNodeMixin:
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
-        """From any state: tear down whatever exists."""
-        self._teardown_active()
-        self._teardown_configured()
+        """From any state: tear down whatever exists. What configure built is released even if
+        waiting for the worker threads was cut short (a second Ctrl-C, see runtime.py)."""
+        try:
+            self._teardown_active()
+        finally:
+            self._teardown_configured()
         return TransitionCallbackReturn.SUCCESS
 
     def _log_once(self, reason: str, detail: str) -> None:

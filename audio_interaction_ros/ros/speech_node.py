@@ -30,6 +30,8 @@ from ..core.speaker import Speaker
 from .lifecycle import ManagedNodeMixin
 from . import messages, params, qos, runtime
 
+ACK_WAIT_S = 1.0  # on shutdown, how long the last is_speaking may take to reach its subscribers
+
 
 # ---------------------------------------------------------------------------------- node
 class SpeechNode(ManagedNodeMixin, LifecycleNode):
@@ -140,8 +142,11 @@ class SpeechNode(ManagedNodeMixin, LifecycleNode):
         if self._speaker is not None and not self._speaker.stop(timeout_s=10.0):
             self.get_logger().warning("speech threads did not stop within 10 s (a long "
                                       "sentence still being synthesized?)")
-        if self._speaking and "is_speaking" in self._pubs:
+        if self._speaking and "is_speaking" in self._pubs and self.context.ok():
+            # a listener muted by is_speaking (the interaction node's robot_speaking) must hear
+            # that the robot stopped, also when this node is shut down mid-sentence
             self._publish_speaking(False)
+            self._pubs["is_speaking"].wait_for_all_acked(Duration(seconds=ACK_WAIT_S))
 
     def _teardown_configured(self) -> None:
         for pub in self._pubs.values():
