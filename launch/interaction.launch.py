@@ -64,7 +64,8 @@ def _nodes(context):
     given = {name: config(name).perform(context) for name in OVERRIDES}
     overrides = {name: _text(value) for name, value in given.items() if value}
 
-    # the robot must not answer its own voice: its is_speaking mutes the microphone input
+    # the robot must not answer its own voice: the speech node's is_speaking (audio playing; not
+    # the interaction node's is_replying) mutes the microphone input
     self_hearing = [("robot_speaking", "speech/is_speaking")]
     interaction = LifecycleNode(
         package=PACKAGE, executable="interaction_node", name="audio_interaction", namespace="",

@@ -153,7 +153,9 @@ class InteractionNode(ManagedNodeMixin, LifecycleNode):
             "reply": make(LiveSpeech, "~/reply", qos.TEXT),
             "transcript": make(LiveSpeech, "~/transcript", qos.TEXT),
             "sound_events": make(LiveSpeech, "~/sound_events", qos.TEXT),
-            "is_speaking": make(Bool, "~/is_speaking", qos.LATCHED),
+            # true while the model generates a reply (not while audio plays: that is the
+            # speech node's is_speaking)
+            "is_replying": make(Bool, "~/is_replying", qos.LATCHED),
         }
         self._probability_pubs = {n: make(Float32, f"~/{n}/speak_probability", qos.PERIODIC)
                                   for n in self._session_names}
@@ -208,7 +210,7 @@ class InteractionNode(ManagedNodeMixin, LifecycleNode):
         for name in self._session_names:
             self._instruct(name)
         self._engine.start()
-        self._out_pubs["is_speaking"].publish(Bool(data=False))
+        self._out_pubs["is_replying"].publish(Bool(data=False))
         return result
 
     def _teardown_active(self) -> None:
@@ -327,7 +329,7 @@ class InteractionNode(ManagedNodeMixin, LifecycleNode):
             self._probability_pubs[event.session].publish(Float32(data=event.p_speak))
             if event.speak:
                 self._reply_text[event.session] = ""
-                self._out_pubs["is_speaking"].publish(Bool(data=True))
+                self._out_pubs["is_replying"].publish(Bool(data=True))
         elif isinstance(event, ReplyDelta):
             text = self._reply_text.get(event.session, "") + event.text
             self._reply_text[event.session] = text
@@ -339,7 +341,7 @@ class InteractionNode(ManagedNodeMixin, LifecycleNode):
                 stamp, event.session, final=event.text, confidence=event.p_speak, locale=locale))
             if output == "reply":
                 self._out_pubs["speech"].publish(String(data=event.text))
-            self._out_pubs["is_speaking"].publish(Bool(data=False))
+            self._out_pubs["is_replying"].publish(Bool(data=False))
             if event.truncated:
                 self._log_once("reply_truncated", f"session {event.session}: reply cut at "
                                f"max_reply_tokens ({self._param('max_reply_tokens')})")

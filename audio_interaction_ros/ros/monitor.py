@@ -30,8 +30,8 @@ class Monitor(Node):
                                      lambda m, t=topic: self._on_live(t, m), qos.TEXT)
         self.create_subscription(String, f"{base}/speech",
                                  lambda m: self._print(f"[speech]      {m.data}"), qos.TEXT)
-        self.create_subscription(Bool, f"{base}/is_speaking",
-                                 lambda m: self._print(f"[is_speaking] {m.data}"), qos.LATCHED)
+        self.create_subscription(Bool, f"{base}/is_replying",
+                                 lambda m: self._print(f"[is_replying] {m.data}"), qos.LATCHED)
         self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics,
                                  qos.PERIODIC)
         self._last_level = None

@@ -40,13 +40,13 @@ class AudioTester:
         self.speaking_pub = self.node.create_publisher(Bool, "robot_speaking", LATCHED)
         self.speech: list[str] = []
         self.replies: list[LiveSpeech] = []
-        self.is_speaking: list[bool] = []
+        self.is_replying: list[bool] = []
         self.probabilities: list[float] = []
         self.diagnostics: list[DiagnosticStatus] = []
         sub = self.node.create_subscription
         sub(String, "/audio_interaction/speech", lambda m: self.speech.append(m.data), RELIABLE)
         sub(LiveSpeech, "/audio_interaction/reply", self.replies.append, RELIABLE)
-        sub(Bool, "/audio_interaction/is_speaking", lambda m: self.is_speaking.append(m.data),
+        sub(Bool, "/audio_interaction/is_replying", lambda m: self.is_replying.append(m.data),
             LATCHED)
         sub(Float32, "/audio_interaction/assistant/speak_probability",
             lambda m: self.probabilities.append(m.data), RELIABLE)
@@ -131,7 +131,11 @@ def test_48k_stereo_beep_gets_a_reply_with_stamps(running):
     # stamped at the end of the chunk that holds the beep (0.8-1.2 s), on the audio's clock
     stamp_ns = finals[0].header.stamp.sec * 10**9 + finals[0].header.stamp.nanosec
     assert stamp_ns - tester.first_stamp_ns == pytest.approx(1.2e9, abs=2e6)
-    assert spin_until(executor, lambda: tester.is_speaking[-2:] == [True, False], 5)
+    assert spin_until(executor, lambda: tester.is_replying[-2:] == [True, False], 5)
+    # "generating a reply" has its own name; is_speaking belongs to the speech node (audio plays)
+    topics = dict(tester.node.get_topic_names_and_types())
+    assert topics["/audio_interaction/is_replying"] == ["std_msgs/msg/Bool"]
+    assert "/audio_interaction/is_speaking" not in topics
     assert len(tester.probabilities) >= 3 and max(tester.probabilities) > 0.9
 
 

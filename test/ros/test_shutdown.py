@@ -156,6 +156,7 @@ def test_bringup_interrupted_while_the_robot_answers(fixture_dir, tmp_path):
         # the monitor prints "[speech] ..." for the first reply; the speech node then speaks it
         # while the player goes on with the next beeps
         assert spin_until_text(bringup, "[speech]", 120), bringup.text()
+        assert spin_until_text(bringup, "[is_replying] True", 10), bringup.text()
     finally:
         code = bringup.interrupt()
     bringup.assert_clean(code)
