@@ -80,6 +80,8 @@ def _nodes(context):
                   output="screen", remappings=remaps,
                   parameters=[{"file": _text(config("audio_file"))}],
                   condition=UnlessCondition(config("use_mic")))
+    # the speech node speaks one reply stream: the merged ~/reply of every reply session (with
+    # several, remap to one session's audio_interaction/<session>/reply)
     speech = Node(package=PACKAGE, executable="speech_node", name="speech", output="screen",
                   remappings=[("reply", "audio_interaction/reply")],
                   parameters=[{"input": "reply", "wav_path": _text(config("speech_wav"))}],

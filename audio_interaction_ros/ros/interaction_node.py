@@ -48,6 +48,8 @@ class InteractionNode(ManagedNodeMixin, LifecycleNode):
         self._ingest: AudioIngest | None = None
         self._out_pubs: dict[str, object] = {}
         self._probability_pubs: dict[str, object] = {}
+        self._session_pubs: dict[str, object] = {}
+        self._audio_frame_id = ""  # the microphone's frame, from the audio messages
         self._audio_subs: list = []
         self._outputs: dict[str, str] = {}
         self._state_lock = threading.Lock()
@@ -159,6 +161,10 @@ class InteractionNode(ManagedNodeMixin, LifecycleNode):
         }
         self._probability_pubs = {n: make(Float32, f"~/{n}/speak_probability", qos.PERIODIC)
                                   for n in self._session_names}
+        # the session is said by the topic, not in the message: ~/reply etc. merge the sessions
+        # of one output kind, ~/<session>/<output> carries that session's messages alone
+        self._session_pubs = {n: make(LiveSpeech, f"~/{n}/{self._outputs[n]}", qos.TEXT)
+                              for n in self._session_names}
         info = self._model.info
         self.get_logger().info(
             f"model {info.source} loaded on {info.device} ({info.dtype}, {info.n_layers} layers, "
@@ -221,9 +227,10 @@ class InteractionNode(ManagedNodeMixin, LifecycleNode):
             self.get_logger().warning("engine thread did not stop within 30 s (long reply?)")
 
     def _teardown_configured(self) -> None:
-        for pub in [*self._out_pubs.values(), *self._probability_pubs.values()]:
+        for pub in [*self._out_pubs.values(), *self._probability_pubs.values(),
+                    *self._session_pubs.values()]:
             self.destroy_publisher(pub)
-        self._out_pubs, self._probability_pubs = {}, {}
+        self._out_pubs, self._probability_pubs, self._session_pubs = {}, {}, {}
         self._engine, self._model, self._ingest = None, None, None
         if self._instruction_voice is not None:
             self._instruction_voice.close()
@@ -252,6 +259,7 @@ class InteractionNode(ManagedNodeMixin, LifecycleNode):
         samples = converted.samples
         if samples is None:
             return
+        self._audio_frame_id = msg.header.frame_id
         if self._audio_origin_s is None and msg.header.stamp.sec > 0:
             # the audio clock's zero on the publisher's clock: replies are stamped with the
             # end of the chunk that triggered them, on the time base of the audio itself
@@ -333,12 +341,13 @@ class InteractionNode(ManagedNodeMixin, LifecycleNode):
         elif isinstance(event, ReplyDelta):
             text = self._reply_text.get(event.session, "") + event.text
             self._reply_text[event.session] = text
-            self._live_speech(event.session).publish(
-                messages.live_speech(stamp, event.session, incremental=text, locale=locale))
+            self._publish_live_speech(event.session, messages.live_speech(
+                stamp, self._audio_frame_id, incremental=text, locale=locale))
         elif isinstance(event, ReplyDone):
             output = self._outputs.get(event.session, "reply")
-            self._live_speech(event.session).publish(messages.live_speech(
-                stamp, event.session, final=event.text, confidence=event.p_speak, locale=locale))
+            self._publish_live_speech(event.session, messages.live_speech(
+                stamp, self._audio_frame_id, final=event.text, confidence=event.p_speak,
+                locale=locale))
             if output == "reply":
                 self._out_pubs["speech"].publish(String(data=event.text))
             self._out_pubs["is_replying"].publish(Bool(data=False))
@@ -362,8 +371,11 @@ class InteractionNode(ManagedNodeMixin, LifecycleNode):
         gaps = ingest.seconds.get("stamp_gap", 0.0) if ingest is not None else 0.0
         return rclpy.time.Time(nanoseconds=int((origin + gaps + stream_time_s) * 1e9)).to_msg()
 
-    def _live_speech(self, session: str):
-        return self._out_pubs[self._outputs.get(session, "reply")]
+    def _publish_live_speech(self, session: str, msg: LiveSpeech) -> None:
+        """On the output kind's topic (all sessions of that kind) and the session's own. The
+        header's frame_id is the microphone's (the audio's frame_id), as a perception result."""
+        self._out_pubs[self._outputs.get(session, "reply")].publish(msg)
+        self._session_pubs[session].publish(msg)
 
     def _publish_diagnostics(self) -> None:
         stamp = self.get_clock().now().to_msg()

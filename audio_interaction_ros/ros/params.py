@@ -123,7 +123,8 @@ NODE_PARAMS: tuple[Param, ...] = (
 
 SESSION_PARAMS: tuple[Param, ...] = (
     Param("output", "reply", "reply: ~/speech + ~/reply; transcript: ~/transcript; "
-          "sound_events: ~/sound_events.", choices=OUTPUTS),
+          "sound_events: ~/sound_events. The same LiveSpeech messages also go to "
+          "~/<session>/<output>, this session's alone.", choices=OUTPUTS),
     Param("instruction", "", "Task given to this session before live audio ('' = none), "
           "spoken into its stream; setting it while active re-instructs the session.",
           dynamic=True),

@@ -47,7 +47,7 @@ class SpeechNode(ManagedNodeMixin, LifecycleNode):
         self._wav_lock = threading.Lock()
         self._pubs: dict[str, object] = {}
         self._subs: list = []
-        self._splitters: dict[str, SentenceSplitter] = {}
+        self._splitter: SentenceSplitter | None = None  # the reply being streamed
         self._revisions = 0
         self._speaking = False
         self._frame_id = ""
@@ -138,7 +138,7 @@ class SpeechNode(ManagedNodeMixin, LifecycleNode):
         for sub in self._subs:
             self.destroy_subscription(sub)
         self._subs = []
-        self._splitters.clear()
+        self._splitter = None
         if self._speaker is not None and not self._speaker.stop(timeout_s=10.0):
             self.get_logger().warning("speech threads did not stop within 10 s (a long "
                                       "sentence still being synthesized?)")
@@ -177,15 +177,17 @@ class SpeechNode(ManagedNodeMixin, LifecycleNode):
         speaker, received_s = self._speaker, time.monotonic()
         if speaker is None or not (msg.final or msg.incremental):
             return
-        key = msg.header.frame_id  # the interaction node's session: replies may interleave
-        splitter = self._splitters.setdefault(key, SentenceSplitter())
+        # One reply stream per topic. Several reply sessions of the interaction node merge on
+        # its ~/reply: then remap reply to one session's ~/<session>/reply (README).
+        key = "reply"
+        splitter = self._splitter = self._splitter or SentenceSplitter()
         if splitter.starts_anew(msg.final or msg.incremental):
             speaker.say(key, [], received_s, end=True)  # the last one's final never came
-            splitter = self._splitters[key] = SentenceSplitter()
+            splitter = self._splitter = SentenceSplitter()
         before = splitter.revisions
         if msg.final:
             texts = splitter.finish(msg.final)
-            del self._splitters[key]
+            self._splitter = None
         else:
             texts = splitter.update(msg.incremental)
         if splitter.revisions > before:

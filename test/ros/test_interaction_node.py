@@ -126,6 +126,7 @@ def test_48k_stereo_beep_gets_a_reply_with_stamps(running):
     finals = [r for r in tester.replies if r.final]
     assert finals[0].final == "I hear a beep." and finals[0].confidence > 0.9
     assert finals[0].locale == "en_US"
+    assert finals[0].header.frame_id == "mic"  # the microphone's frame, not a session name
     partials = [r.incremental for r in tester.replies if not r.final]
     assert partials and partials[-1] == "I hear a beep." and partials[0] == "I"
     # stamped at the end of the chunk that holds the beep (0.8-1.2 s), on the audio's clock
@@ -137,6 +138,31 @@ def test_48k_stereo_beep_gets_a_reply_with_stamps(running):
     assert topics["/audio_interaction/is_replying"] == ["std_msgs/msg/Bool"]
     assert "/audio_interaction/is_speaking" not in topics
     assert len(tester.probabilities) >= 3 and max(tester.probabilities) > 0.9
+
+
+def test_each_session_has_its_own_topic_beside_the_merged_one(ros_context, fixture_dir):
+    """Two reply sessions merge on ~/reply; ~/<session>/<output> keeps each one apart (what a
+    consumer that must not mix them, e.g. the speech node, subscribes to)."""
+    sessions = {"sessions": ["left", "right", "scribe"], "scribe.output": "transcript"}
+    with node_and_tester(ros_context, fixture_dir, **sessions) as (node, tester, executor):
+        finals: dict[str, list[str]] = {}
+        for topic in ("reply", "transcript", "left/reply", "right/reply", "scribe/transcript"):
+            finals[topic] = []
+            tester.node.create_subscription(
+                LiveSpeech, f"/audio_interaction/{topic}",
+                lambda m, t=topic: m.final and finals[t].append(m.final), RELIABLE)
+        tester.info(48000, 2)
+        spin_for(executor, 0.3)
+        tester.send(beep_clip())
+        assert spin_until(executor, lambda: all(finals.values()) and len(finals["reply"]) == 2,
+                          20), finals
+        spin_for(executor, 0.5)
+        assert finals["left/reply"] == finals["right/reply"] == ["I hear a beep."]
+        assert finals["reply"] == ["I hear a beep."] * 2
+        assert finals["scribe/transcript"] == finals["transcript"] and \
+            len(finals["transcript"]) == 1
+        topics = dict(tester.node.get_topic_names_and_types())
+        assert "/audio_interaction/scribe/reply" not in topics
 
 
 def test_diagnostics_report_model_and_latency(running):

@@ -70,8 +70,7 @@ class SpeechTester:
         self.events.append((next(self.order), f"speaking={msg.data}"))
 
     def reply(self, incremental: str = "", final: str = "") -> LiveSpeech:
-        msg = LiveSpeech(header=Header(stamp=self.node.get_clock().now().to_msg(),
-                                       frame_id="assistant"),
+        msg = LiveSpeech(header=Header(stamp=self.node.get_clock().now().to_msg()),
                          incremental=incremental, final=final)
         self.reply_pub.publish(msg)
         self.events.append((next(self.order), "final sent" if final else "incremental sent"))
