@@ -19,6 +19,7 @@ from rclpy.node import Node
 
 from ..core.protocol import SAMPLE_RATE_HZ
 from . import messages, qos, runtime
+from .portaudio import quiet_portaudio
 
 QUEUE_BLOCKS = 100  # 100 blocks of 100 ms: 10 s of audio waiting for the executor at most
 
@@ -94,6 +95,7 @@ class CaptureNode(Node):
         self.declare_parameter("frame_id", "microphone", describe("Header frame_id."))
         import pyaudio
 
+        quiet_portaudio(self.get_logger().debug)  # ALSA/JACK chatter would bury our error
         self._pa = pyaudio.PyAudio()
         try:
             self.choice = choose_input(self._pa, str(self.get_parameter("device").value),

@@ -29,6 +29,7 @@ from ..core.local_output import LocalOutput
 from ..core.speaker import Speaker
 from .lifecycle import ManagedNodeMixin
 from . import messages, params, qos, runtime
+from .portaudio import quiet_portaudio
 
 ACK_WAIT_S = 1.0  # on shutdown, how long the last is_speaking may take to reach its subscribers
 
@@ -90,6 +91,7 @@ class SpeechNode(ManagedNodeMixin, LifecycleNode):
                 sample_rate_hz=rate_hz, threads=self._param("threads"),
                 options=VoiceOptions(self._param("length_scale"), self._param("volume"))))
             if self._param("play_locally"):
+                quiet_portaudio(self.get_logger().debug)
                 self._local = LocalOutput(self._param("output_device"), rate_hz)
             if self._param("wav_path"):
                 self._wav = self._open_wav(self._param("wav_path"), rate_hz)

@@ -122,3 +122,18 @@ def test_capture_node_names_the_inputs_when_the_device_is_absent(alsa_home):
     line = [x for x in out.splitlines() if x.startswith("capture_node: error:")]
     assert line and "no input device name contains 'usb-array-that-is-not-there'" in line[0]
     assert "filemic" in line[0] and "Traceback" not in out
+
+
+@pytest.mark.skipif(Path("/dev/snd").exists(), reason="this machine has a sound card")
+def test_capture_node_without_a_sound_card_says_so_in_one_line(tmp_path):
+    """ALSA and JACK print some sixty lines when PortAudio finds no card; they go to the debug
+    log, and what the user sees is the node's own line."""
+    pytest.importorskip("pyaudio", reason="PyAudio is not installed")
+    proc = subprocess.run([sys.executable, "-m", "audio_interaction_ros.ros.capture_node"],
+                          capture_output=True, text=True, timeout=60,
+                          env=child_env(HOME=str(tmp_path)))  # no ~/.asoundrc: no device
+    assert proc.returncode == 2
+    lines = (proc.stdout + proc.stderr).splitlines()
+    assert lines == ["capture_node: error: no audio input device exists (no sound card, or "
+                     "PortAudio cannot see it: check `arecord -l` and that this user may open "
+                     "it)"], lines
