@@ -168,5 +168,6 @@ def main(args: list[str] | None = None) -> int:
     return runtime.run(CaptureNode, "capture_node", args,
                        build_errors=(CaptureError, OSError, ImportError, *runtime.BUILD_ERRORS))
 
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -426,5 +426,6 @@ def main(args: list[str] | None = None) -> int:
     """Entry point: ``ros2 run audio_interaction_ros interaction_node``."""
     return runtime.run(InteractionNode, "interaction_node", args)
 
+
 if __name__ == "__main__":
     sys.exit(main())

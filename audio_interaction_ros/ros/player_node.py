@@ -39,7 +39,7 @@ class PlayerNode(Node):
         describe = lambda text: ParameterDescriptor(description=text)  # noqa: E731
         self.declare_parameter("files", [""], describe("Audio files to play, in order."))
         self.declare_parameter("file", "", describe("One audio file (launch arguments are "
-                                                     "strings); played before files."))
+                                                    "strings); played before files."))
         self.declare_parameter("rate", 1.0, describe("Playback speed: 1.0 = real time."))
         self.declare_parameter("chunk_ms", 100, describe("Audio per message in milliseconds."))
         self.declare_parameter("loop", False, describe("Start again after the last file."))
@@ -146,6 +146,7 @@ class PlayerNode(Node):
 def main(args: list[str] | None = None) -> int:
     """Entry point: ``ros2 run audio_interaction_ros player_node --ros-args -p files:=[a.wav]``."""
     return runtime.run(PlayerNode, "player_node", args)
+
 
 if __name__ == "__main__":
     sys.exit(main())

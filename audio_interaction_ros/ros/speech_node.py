@@ -264,5 +264,6 @@ def main(args: list[str] | None = None) -> int:
     """Entry point: ``ros2 run audio_interaction_ros speech_node``."""
     return runtime.run(SpeechNode, "speech_node", args)
 
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -20,7 +20,6 @@ from .conftest import spin_until
 from .test_interaction_node import beep_clip
 
 
-
 def start(module: str, *ros_args: str, log: Path) -> subprocess.Popen:
     env = child_env(PYTHONUNBUFFERED="1")
     return subprocess.Popen([sys.executable, "-m", module, "--ros-args", *ros_args],
@@ -58,8 +57,8 @@ def test_player_and_interaction_node_processes(ros_context, fixture_dir, tmp_pat
             node_log.read_text()
         player = start("audio_interaction_ros.ros.player_node", "-p", f"files:=['{clip}']",
                        "-p", "rate:=2.0", "-p", "start_delay_s:=1.0", log=player_log)
-        assert spin_until(executor, lambda: speech and finals, 60), (node_log.read_text(),
-                                                                    player_log.read_text())
+        assert spin_until(executor, lambda: speech and finals, 60), (
+            node_log.read_text(), player_log.read_text())
         assert speech[0] == "I hear a beep."
         assert finals[0].final == "I hear a beep."
     finally:

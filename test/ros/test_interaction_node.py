@@ -51,7 +51,8 @@ class AudioTester:
         sub(Float32, "/audio_interaction/assistant/speak_probability",
             lambda m: self.probabilities.append(m.data), RELIABLE)
         sub(DiagnosticArray, "/diagnostics",
-            lambda m: self.diagnostics.extend(s for s in m.status if "audio interaction" in s.name),
+            lambda m: self.diagnostics.extend(s for s in m.status
+                                              if "audio interaction" in s.name),
             10)
         self.stamp_ns = self.node.get_clock().now().nanoseconds
         self.first_stamp_ns = self.stamp_ns
@@ -170,7 +171,8 @@ def test_diagnostics_report_model_and_latency(running):
     tester.info(16000, 1)
     spin_for(executor, 0.2)
     tester.send(beep_clip(16000, 1), rate=16000)
-    assert spin_until(executor, lambda: tester.speech and tester.values().get("chunks", "0") >= "5")
+    assert spin_until(executor, lambda: tester.speech and
+                      int(tester.values().get("chunks", "0")) >= 5)
     values = tester.values()
     assert values["device"] == "cpu" and values["model"].endswith("ckpt")
     assert float(values["decision_latency_p50_ms"]) > 0
@@ -256,8 +258,8 @@ def test_robot_speaking_audio_is_ignored_and_counted(running):
     tester.speaking_pub.publish(Bool(data=True))
     spin_for(executor, 0.3)
     tester.send(beep_clip())
-    assert spin_until(executor, lambda: float(tester.values().get("dropped_s.robot_speaking",
-                                                                 0)) >= 2.5)
+    assert spin_until(executor, lambda: float(
+        tester.values().get("dropped_s.robot_speaking", 0)) >= 2.5)
     assert not tester.speech
     tester.speaking_pub.publish(Bool(data=False))
     spin_for(executor, 0.8)  # past speaking_tail_s
@@ -368,8 +370,8 @@ def test_overload_bounds_the_backlog_warns_and_recovers(ros_context, fixture_dir
     node catches up."""
     import time
 
-    with node_and_tester(ros_context, fixture_dir, max_backlog_s=1.0) as (node, tester,
-                                                                            executor):
+    with node_and_tester(ros_context, fixture_dir,
+                         max_backlog_s=1.0) as (node, tester, executor):
         model = node.engine.model
         fast_encode = model.encode
 
@@ -408,8 +410,8 @@ def test_overload_bounds_the_backlog_warns_and_recovers(ros_context, fixture_dir
         assert spin_until(executor, lambda: len(tester.speech) > before, 20)
 
 
-def test_typed_instruction_is_spoken_into_its_session_before_live_audio(ros_context,
-                                                                       fixture_dir):
+def test_typed_instruction_is_spoken_into_its_session_before_live_audio(
+        ros_context, fixture_dir):
     """<session>.instruction: synthesized at 16 kHz and fed, pinned, before the first live chunk;
     setting it again while active re-instructs the session."""
     instruction = "Please tell me when you hear a beep."
