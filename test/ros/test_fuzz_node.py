@@ -28,12 +28,12 @@ PAYLOADS = st.one_of(st.binary(max_size=20000),
 
 
 @pytest.fixture(scope="module")
-def live_node(fixture_dir):
+def live_node(toy_model_dir):
     import rclpy
 
     context = rclpy.context.Context()
     rclpy.init(context=context)
-    node = make_node(context, fixture_dir, max_backlog_s=5.0)
+    node = make_node(context, toy_model_dir, max_backlog_s=5.0)
     assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
     assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
     yield node, context
