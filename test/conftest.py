@@ -115,7 +115,7 @@ def speech_wav() -> Path:
 
 @pytest.fixture(scope="session")
 def stereo_48k_wav() -> Path:
-    """6 s, 48 kHz stereo PCM16: noise, a low tone, beeps on chunks 5 and 11 (two replies)."""
+    """8 s, 48 kHz stereo PCM16: beeps on chunks 3 and 13 over faint noise (two replies)."""
     return _clip("beeps_48k_stereo")
 
 

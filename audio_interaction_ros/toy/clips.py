@@ -6,13 +6,15 @@ it is synthesised here from the toy's own sound primitives and espeak-ng: a beep
 fixture's golden beep input, an espeak-ng sentence, a 48 kHz stereo clip (WAV and MP3) that makes
 every consumer convert rate and channels, and two minutes of beeps over noise for long streams.
 
-Each clip is written once into ``<root>/v<CLIPS_VERSION>/`` (a new recipe gets a new directory)
-through a temporary file renamed into place, so two processes writing the same clip at once never
-expose half a file. ``python -m audio_interaction_ros.toy.clips ROOT [NAME...]`` prints the paths.
+Each clip is written once into the given directory (under a file lock, through a temporary file
+renamed into place, so concurrent test processes never see half a clip); a ``.version`` file there
+names the recipe, and clips of another recipe version are written anew.
+``python -m audio_interaction_ros.toy.clips DIR [NAME...]`` writes them and prints their paths.
 """
 from __future__ import annotations
 
 import argparse
+import fcntl
 import os
 import sys
 import tempfile
@@ -25,12 +27,14 @@ from numpy.typing import NDArray
 
 from ..core.audio import resample
 from ..core.protocol import SAMPLE_RATE_HZ
-from .sounds import beep, noise, other_tone, sine
+from .sounds import beep, noise, other_tone
 from .speech import espeak_available, synthesize
 
 CLIPS_VERSION = "1"
-SPEECH_TEXT = "Hello robot. Could you please bring me a glass of water from the kitchen?"
-DEMO_CLIPS = ("speech", "beeps_48k_stereo")  # the demo without ../shared: one of each reply
+SPEECH_TEXT = "Robot, could you please bring me a glass of water from the kitchen"
+# the demo without ../shared: both replies; the first clip sets the player's format (48 kHz
+# stereo, so the interaction node converts), the player converts the others to it
+DEMO_CLIPS = ("beeps_48k_stereo", "speech")
 
 
 def _pad(seconds: float, *pieces: tuple[float, NDArray[np.float32]]) -> NDArray[np.float32]:
@@ -63,13 +67,14 @@ def speech_16k(work_dir: Path) -> tuple[NDArray[np.float32], int]:
 
 
 def beeps_48k_stereo() -> tuple[NDArray[np.float32], int]:
-    """Make 6 s at 48 kHz stereo: a faint noise bed, a low tone and two beeps.
+    """Make 8 s at 48 kHz stereo: two beeps over a faint noise bed.
 
-    The second channel is a little quieter. The tone gets no reply; each beep fills a 0.4 s chunk
-    (5 and 11) when the clip starts on the chunk grid, and gets "I hear a beep.".
+    The second channel is a little quieter. Each beep fills a 0.4 s chunk (3 and 13) when the
+    clip starts on the chunk grid and gets "I hear a beep."; they are 4 s apart, so the second
+    comes after the robot has said its reply to the first (it does not listen while it speaks).
     """
     rng = np.random.default_rng(48)
-    mono = _pad(6.0, (0.4, sine(440.0, 0.8, 0.3)), (2.0, beep(0.4, 0.4)), (4.4, beep(0.4, 0.2)))
+    mono = _pad(8.0, (1.2, beep(0.4, 0.4)), (5.2, beep(0.4, 0.25)))
     mono += noise(rng, len(mono), "pink", 0.003)
     wide = resample(mono, SAMPLE_RATE_HZ, 48000)
     return np.stack([wide, 0.8 * wide], axis=1), 48000
@@ -105,24 +110,44 @@ class ClipUnavailable(RuntimeError):
     """The clip cannot be made here (espeak-ng is missing)."""
 
 
+def _forget_other_versions(directory: Path) -> None:
+    """Delete clips written by another recipe version (they would be reused); lock held."""
+    marker = directory / ".version"
+    try:
+        if marker.read_text().strip() == CLIPS_VERSION:
+            return
+    except OSError:
+        pass
+    for file_name, _, _ in RECIPES.values():
+        (directory / file_name).unlink(missing_ok=True)
+    marker.write_text(CLIPS_VERSION + "\n")
+
+
 def ensure_clip(root: Path, name: str) -> Path:
-    """Return the path of clip ``name`` under ``root``, written first if it is not there."""
+    """Return the path of clip ``name`` in directory ``root``, written first if it is not there.
+
+    One writer at a time (a file lock): two test processes never see each other's half-written
+    or just-deleted clips.
+    """
     file_name, make, needs_espeak = RECIPES[name]
-    directory = Path(root) / f"v{CLIPS_VERSION}"
-    path = directory / file_name
-    if path.is_file():
-        return path
-    if needs_espeak and not espeak_available():
-        raise ClipUnavailable(f"the {name} clip needs espeak-ng (apt-get install espeak-ng)")
+    directory = Path(root)
     directory.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=directory, prefix=".work-") as work:
-        samples, rate = make(Path(work))
-        staged = Path(work) / file_name
-        if file_name.endswith(".mp3"):
-            soundfile.write(str(staged), samples, rate, format="MP3")
-        else:
-            soundfile.write(str(staged), samples, rate, subtype="PCM_16")
-        os.replace(staged, path)
+    path = directory / file_name
+    with open(directory / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _forget_other_versions(directory)
+        if path.is_file():
+            return path
+        if needs_espeak and not espeak_available():
+            raise ClipUnavailable(f"the {name} clip needs espeak-ng (apt-get install espeak-ng)")
+        with tempfile.TemporaryDirectory(dir=directory, prefix=".work-") as work:
+            samples, rate = make(Path(work))
+            staged = Path(work) / file_name
+            if file_name.endswith(".mp3"):
+                soundfile.write(str(staged), samples, rate, format="MP3")
+            else:
+                soundfile.write(str(staged), samples, rate, subtype="PCM_16")
+            os.replace(staged, path)
     return path
 
 
@@ -141,7 +166,7 @@ def ensure_clips(root: Path, names: tuple[str, ...] = DEMO_CLIPS) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Write the demo clips (or the named ones) under ROOT; print their paths, one a line."""
+    """Write the demo clips (or the named ones) into ROOT; print their paths, one a line."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("root", type=Path, help="directory to write into (e.g. build/clips)")
     parser.add_argument("names", nargs="*", metavar="NAME",
