@@ -10,11 +10,12 @@ do its job: answer a beep, publish a file, speak a line, capture a microphone.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
-import signal
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from std_msgs.msg import String
 from ..conftest import REPO, missing
 from ..ros.conftest import spin_until
 from ..ros.test_audio_sources import Recorder
+from ..ros.test_cross_process import stop
 from ..ros.test_interaction_node import AudioTester, beep_clip
 from ..ros.test_speech_node import SpeechTester
 
@@ -147,16 +149,21 @@ def cwd(tmp_path) -> Path:
     return work
 
 
-def stop(proc: subprocess.Popen, log: Path) -> int:
-    """Ctrl-C, as ros2 launch and a terminal send it; the exit code."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
+@contextlib.contextmanager
+def started(install: Install, observer, name: str, *args: str, cwd: Path, log: Path,
+            **env: str) -> Iterator[SingleThreadedExecutor]:
+    """Run executable ``name`` while this test's ``observer`` node spins (yielded: its executor);
+    then Ctrl-C, as ros2 launch and a terminal send it: it must exit 0 with no traceback."""
+    executor = SingleThreadedExecutor(context=observer.context)
+    executor.add_node(observer)
+    proc = install.start(name, *args, cwd=cwd, log=log, **env)
     try:
-        return proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-        pytest.fail(f"did not stop on SIGINT within 30 s:\n{log.read_text()}")
+        yield executor
+    finally:
+        code = stop(proc)
+        executor.shutdown()
+        observer.destroy_node()
+    assert code == 0 and "Traceback" not in log.read_text(), log.read_text()
 
 
 def test_every_executable_is_tested(install):
@@ -221,43 +228,29 @@ def test_bringup_answers_a_beep(install, cwd, toy_model_dir, beep_wav):
 
 
 def test_interaction_node_answers_a_beep_on_its_topic(install, cwd, toy_model_dir, ros_context):
-    log = cwd / "interaction_node.log"
     tester = AudioTester(ros_context)
-    executor = SingleThreadedExecutor(context=ros_context)
-    executor.add_node(tester.node)
-    proc = install.start("interaction_node", "--ros-args", "-p", f"model:={toy_model_dir}",
-                         "-p", "device:=cpu", "-p", "temperature:=0.0", cwd=cwd, log=log)
-    try:
+    log = cwd / "interaction_node.log"
+    with started(install, tester.node, "interaction_node", "--ros-args", "-p",
+                 f"model:={toy_model_dir}", "-p", "device:=cpu", "-p", "temperature:=0.0",
+                 cwd=cwd, log=log) as executor:
         # the node subscribes to audio when it is activated (autostart: configure, activate)
         assert spin_until(executor, lambda: tester.audio_pub.get_subscription_count() > 0, 120), \
             log.read_text()
         tester.info(48000, 2)
         tester.send(beep_clip())
         assert spin_until(executor, lambda: tester.speech, 60), log.read_text()
-        assert tester.speech == ["I hear a beep."]
-    finally:
-        code = stop(proc, log)
-        executor.shutdown()
-        tester.node.destroy_node()
-    assert code == 0 and "Traceback" not in log.read_text(), log.read_text()
+    assert tester.speech == ["I hear a beep."]
 
 
 def test_player_node_publishes_a_file(install, cwd, stereo_48k_wav, ros_context):
-    log = cwd / "player_node.log"
     expected, rate = soundfile.read(str(stereo_48k_wav), dtype="int16", always_2d=True)
     recorder = Recorder(ros_context)
-    executor = SingleThreadedExecutor(context=ros_context)
-    executor.add_node(recorder.node)
-    proc = install.start("player_node", "--ros-args", "-p", f"files:=['{stereo_48k_wav}']",
-                         "-p", "rate:=4.0", "-p", "start_delay_s:=0.5", cwd=cwd, log=log)
-    try:
+    log = cwd / "player_node.log"
+    with started(install, recorder.node, "player_node", "--ros-args", "-p",
+                 f"files:=['{stereo_48k_wav}']", "-p", "rate:=4.0", "-p", "start_delay_s:=0.5",
+                 cwd=cwd, log=log) as executor:
         assert spin_until(executor, lambda: recorder.audio and recorder.pcm().size >=
                           expected.size, 60), log.read_text()
-    finally:
-        code = stop(proc, log)
-        executor.shutdown()
-        recorder.node.destroy_node()
-    assert code == 0 and "Traceback" not in log.read_text(), log.read_text()
     info = recorder.infos[-1]
     assert (info.sample_rate, info.channels, info.sample_format) == (rate, 2, "S16LE")
     np.testing.assert_array_equal(recorder.pcm(), expected.reshape(-1))
@@ -266,22 +259,14 @@ def test_player_node_publishes_a_file(install, cwd, stereo_48k_wav, ros_context)
 def test_speech_node_speaks_a_string(install, cwd, ros_context):
     if shutil.which("espeak-ng") is None:
         pytest.skip("espeak-ng is not installed (the speech node's fallback voice)")
-    log, wav = cwd / "speech_node.log", cwd / "said.wav"
     tester = SpeechTester(ros_context)
-    executor = SingleThreadedExecutor(context=ros_context)
-    executor.add_node(tester.node)
-    proc = install.start("speech_node", "--ros-args", "-p", "input:=speech", "-p",
-                         f"wav_path:={wav}", cwd=cwd, log=log)
-    try:
+    log, wav = cwd / "speech_node.log", cwd / "said.wav"
+    with started(install, tester.node, "speech_node", "--ros-args", "-p", "input:=speech",
+                 "-p", f"wav_path:={wav}", cwd=cwd, log=log) as executor:
         assert spin_until(executor, lambda: tester.speaking == [False], 120), log.read_text()
         tester.speech_pub.publish(String(data="Hello from the installed speech node."))
         assert spin_until(executor, lambda: tester.speaking == [False, True, False], 60), \
             log.read_text()
-    finally:
-        code = stop(proc, log)
-        executor.shutdown()
-        tester.node.destroy_node()
-    assert code == 0 and "Traceback" not in log.read_text(), log.read_text()
     samples = tester.samples()
     assert len(samples) > tester.info[-1].sample_rate  # over a second of speech
     assert np.abs(samples).max() > 1000
@@ -292,20 +277,12 @@ def test_speech_node_speaks_a_string(install, cwd, ros_context):
 def test_capture_node_publishes_the_microphone(install, alsa_home, ros_context):
     """A raw file is the microphone (an ALSA file PCM in the HOME of the process)."""
     home, samples = alsa_home
-    log = home / "capture_node.log"
     recorder = Recorder(ros_context)
-    executor = SingleThreadedExecutor(context=ros_context)
-    executor.add_node(recorder.node)
-    proc = install.start("capture_node", "--ros-args", "-p", "device:=filemic", "-p",
-                         "sample_rate:=16000", cwd=home, log=log, HOME=str(home))
-    try:
+    with started(install, recorder.node, "capture_node", "--ros-args", "-p", "device:=filemic",
+                 "-p", "sample_rate:=16000", cwd=home, log=home / "capture_node.log",
+                 HOME=str(home)) as executor:
         assert spin_until(executor, lambda: recorder.infos and len(recorder.audio) >= 5, 60), \
-            log.read_text()
-    finally:
-        code = stop(proc, log)
-        executor.shutdown()
-        recorder.node.destroy_node()
-    assert code == 0, log.read_text()
+            (home / "capture_node.log").read_text()
     np.testing.assert_array_equal(np.frombuffer(recorder.audio[0].audio.data, dtype="<i2"),
                                   samples[:1600])
 
