@@ -44,6 +44,21 @@ def load_model(spec: str, device: str = "cpu", dtype: str = "float32",
     return AudioInteractionModel.load(spec, device=device, dtype=dtype)
 
 
+def random_cache(model: AudioInteractionModel, length: int, headroom: int = 64,
+                 generator: torch.Generator | None = None):
+    """A session KV cache holding ``length`` positions of random keys/values (a forward's cost
+    depends on the length, not on the values), with room for ``headroom`` more."""
+    cache = model.new_cache()
+    cache.reserve(length + headroom)
+    shape = (1, cache.kv_heads, length, cache.head_dim)
+    for layer in range(cache.n_layers):
+        keys = torch.randn(shape, generator=generator).to(model.device, model.dtype)
+        values = torch.randn(shape, generator=generator).to(model.device, model.dtype)
+        cache.write(layer, keys, values)
+    cache.advance(length)
+    return cache
+
+
 def sync(device: torch.device) -> None:
     """Wait for queued GPU work so that a wall-clock interval covers it (no-op on CPU)."""
     if device.type == "cuda":

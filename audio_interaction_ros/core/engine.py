@@ -19,12 +19,13 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from .events import AudioDropped, Decision, EngineError, Event, ReplyDone
+from .events import AudioDropped, EngineError, Event, ReplyDone
 from .audio import pad_to_chunks
 from .features import DEFAULT_FLOOR_WINDOW_S, StreamingFrontEnd, reference_features
 from .model import AudioInteractionModel
 from .protocol import CHUNK_SAMPLES, CHUNK_SECONDS, SAMPLE_RATE_HZ
 from .session import ListenSession
+from .step import ListenRequest, forward_step
 
 TIMING_WINDOW = 512  # chunks kept for latency percentiles (about 3.4 minutes)
 RTF_WINDOW = 25  # chunks (10 s) over which the real-time factor is reported
@@ -356,16 +357,18 @@ class Engine:
             if self.model.device.type == "cuda":
                 torch.cuda.synchronize(self.model.device)
             t2 = time.perf_counter()
-            listen_s = 0.0
-            for session in list(self._sessions.values()):
-                decided_s = 0.0
-                for event in session.listen(rows, stream_time_s=stream_time_s, emit=self._emit):
-                    if isinstance(event, Decision):
-                        decided_s = event.compute_s
-                        listen_s += decided_s
-                    elif isinstance(event, ReplyDone):
-                        self._replies += 1
-                        reply_s += event.total_s - decided_s
+            sessions = list(self._sessions.values())
+
+            def report(event: Event) -> None:
+                if isinstance(event, ReplyDone):
+                    self._replies += 1
+                self._emit(event)
+
+            # every session of the chunk in one forward, then the speakers' tokens together
+            listen_s = forward_step(self.model, [ListenRequest(s, rows, stream_time_s)
+                                                 for s in sessions], [], report)
+            while replying := [s for s in sessions if s.speaking]:
+                reply_s += forward_step(self.model, [], replying, report)
         except torch.OutOfMemoryError as exc:
             self._fail(f"out of GPU memory on a chunk: {exc}", CHUNK_SAMPLES)
             torch.cuda.empty_cache()

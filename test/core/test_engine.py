@@ -81,15 +81,16 @@ def test_audio_arriving_during_a_reply_is_consumed_afterwards(tiny_model, beep, 
     events = []
     engine = make_engine(tiny_model, events, max_backlog_s=30)
     session = engine._sessions["assistant"]
-    original = session._speak
+    original = session.reply_row
     speaking = threading.Event()
 
-    def slow_speak(*args, **kwargs):
-        speaking.set()
-        time.sleep(0.5)  # a reply that takes longer than a chunk
+    def slow_reply_row(*args, **kwargs):
+        if not speaking.is_set():
+            speaking.set()
+            time.sleep(0.5)  # a reply that takes longer than a chunk
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(session, "_speak", slow_speak)
+    monkeypatch.setattr(session, "reply_row", slow_reply_row)
     engine.start()
     try:
         for start in range(0, len(beep), 1600):  # 0.1 s pieces, faster than real time
