@@ -126,23 +126,25 @@ class _Segment:
     start: int
     stop: int
     cache: KVCache
-    mask: torch.Tensor | None  # (1, 1, q, past + q) bool, None for one token (sees everything)
+    # (1, 1, group * q, past + q) bool: query r of this row sees its cache and new tokens 0..r,
+    # repeated for the query heads of a KV group; None for one token (it sees everything)
+    mask: torch.Tensor | None
 
 
 class _RowPlan:
     """What the attention hook needs to split the packed sequence back into rows."""
 
-    def __init__(self, rows: Sequence[Row]) -> None:
+    def __init__(self, rows: Sequence[Row], group: int) -> None:
         self.segments: list[_Segment] = []
         start = 0
         for row in rows:
             q = row.embeds.shape[0]
             mask = None
-            if q > 1:  # query r of this row sees its cache and new tokens 0..r
+            if q > 1:
                 past = row.cache.length
                 keys = torch.arange(past + q, device=row.embeds.device)
                 queries = torch.arange(q, device=row.embeds.device) + past
-                mask = (keys[None, :] <= queries[:, None])[None, None]
+                mask = (keys[None, :] <= queries[:, None]).repeat(group, 1)[None, None]
             self.segments.append(_Segment(start, start + q, row.cache, mask))
             start += q
 
@@ -151,20 +153,29 @@ def rows_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tens
                    value: torch.Tensor, attention_mask, dropout: float = 0.0,
                    scaling: float | None = None, **kwargs) -> tuple[torch.Tensor, None]:
     """Attention of a packed forward, row by row against each row's own cache (see module
-    docstring); any other mask goes to transformers' SDPA unchanged."""
+    docstring); any other mask goes to transformers' SDPA unchanged.
+
+    Grouped-query attention without copying keys/values per query head: the query heads that
+    share a KV head are laid out as extra query rows of that head, (1, kv_heads, group * q, dim),
+    so one SDPA call reads each cached key once (the same dot products as repeating the keys).
+    """
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     if not isinstance(attention_mask, _RowPlan):
         return sdpa_attention_forward(module, query, key, value, attention_mask,
                                       dropout=dropout, scaling=scaling, **kwargs)
+    heads, dim = query.shape[1], query.shape[3]
+    kv_heads = key.shape[1]
     outputs = []
     for seg in attention_mask.segments:
+        q = seg.stop - seg.start
         keys, values = seg.cache.write(module.layer_idx, key[:, :, seg.start:seg.stop],
                                        value[:, :, seg.start:seg.stop])
-        out, _ = sdpa_attention_forward(module, query[:, :, seg.start:seg.stop], keys, values,
-                                        seg.mask, dropout=dropout, scaling=scaling, **kwargs)
-        outputs.append(out)
-    return (outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=1)), None
+        grouped = query[:, :, seg.start:seg.stop].reshape(1, kv_heads, heads // kv_heads * q, dim)
+        out = torch.nn.functional.scaled_dot_product_attention(
+            grouped, keys, values, attn_mask=seg.mask, scale=scaling)
+        outputs.append(out.reshape(1, heads, q, dim).transpose(1, 2))
+    return torch.cat(outputs, dim=1).contiguous(), None
 
 
 def install(lm) -> None:
@@ -192,12 +203,13 @@ def forward_hidden(decoder, rows: Sequence[Row]) -> torch.Tensor:
             raise ValueError(f"row embeds (q, width) and positions (q,) disagree: "
                              f"{tuple(row.embeds.shape)} vs {tuple(row.positions.shape)}")
         row.cache.reserve(row.cache.length + row.embeds.shape[0])
-    plan = _RowPlan(rows)
+    config = decoder.config
+    plan = _RowPlan(rows, config.num_attention_heads // config.num_key_value_heads)
     embeds = torch.cat([row.embeds for row in rows]) if len(rows) > 1 else rows[0].embeds
     positions = torch.cat([row.positions for row in rows]) if len(rows) > 1 else \
         rows[0].positions
     # A dict mask is used as is by transformers (no causal mask built); every layer gets the plan.
-    masks = {kind: plan for kind in set(decoder.config.layer_types)}
+    masks = {kind: plan for kind in set(config.layer_types)}
     hidden = decoder(inputs_embeds=embeds.unsqueeze(0), position_ids=positions.unsqueeze(0),
                      attention_mask=masks, use_cache=False).last_hidden_state[0]
     for row in rows:

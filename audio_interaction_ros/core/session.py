@@ -13,11 +13,17 @@ The loop (PROTOCOL.md §3), once per 0.4 s chunk:
 Context policy (the reference crashes at 4096 positions, about 2 minutes): the session keeps its
 history as blocks (the prefix, then one block per chunk with its reply if any). Before any forward
 that would pass ``max_context_tokens`` it drops the oldest unpinned blocks until prefix + pinned
-blocks (spoken instructions) + the most recent blocks fit in ``keep_context_tokens``, and rebuilds
+blocks (the instruction) + the most recent blocks fit in ``keep_context_tokens``, and rebuilds
 the KV cache from those blocks with positions starting at 0 again, exactly as if a fresh session had
 heard only them. Memory is therefore bounded by ``max_context_tokens``, per-chunk attention cost
 is bounded, and one rebuild (a forward over ``keep_context_tokens``) happens every
 ``(max - keep) / 13`` silent chunks (about 2 minutes of silence with the defaults).
+
+Instruction policy: a session has at most ONE instruction (spoken chunks, or a typed text turn),
+and only its blocks are pinned. A new instruction replaces the old one (the old blocks leave the
+history and the cache is rebuilt before the next forward); an instruction that would not fit in
+``instruction_budget`` tokens is rejected before anything changes. So pinned content is bounded
+and a rebuild always fits, however often a robot is re-instructed.
 """
 from __future__ import annotations
 
@@ -35,7 +41,7 @@ from .protocol import (AUDIO_SLOT_OFFSET, AUDIO_TOKENS_PER_CHUNK, CHUNK_SECONDS,
                        EMOTIONS, ENGLISH, KEEP_SILENCE, LISTEN_BLOCK_IDS, ONLINE, SYSTEM_PROMPT,
                        TEXT_BEGIN, TEXT_END, TRAINED_CONTEXT_TOKENS, USER)
 from .sampling import SamplingConfig, sample
-from .step import ListenRequest, forward_step
+from .step import ListenRequest, run_chunk
 
 Report = Callable[[Event], None]
 LISTEN_HEAD = (KEEP_SILENCE, TEXT_BEGIN)  # the decision reads only these two logits
@@ -74,13 +80,22 @@ class SessionConfig:
                 f"keep_context_tokens ({self.keep_context_tokens}): a reply must fit the context")
 
 
+# Tokens one spoken instruction chunk may take beyond its reply: the listening block, the decision
+# and a TEXT_END that closes a reply cut at the budget.
+INSTRUCTION_CHUNK_TOKENS = len(LISTEN_BLOCK_IDS) + 2
+
+
+class InstructionRejected(ValueError):
+    """An instruction that does not fit the session's budget; nothing was changed."""
+
+
 @dataclass
 class _Block:
     """One listening block and what the model produced after it."""
 
     ids: list[int]
     audio: torch.Tensor | None  # (10, width) rows written over the PAD slots
-    pinned: bool = False  # spoken instructions survive context rebuilds
+    pinned: bool = False  # blocks of the instruction: they survive context rebuilds
 
 
 @dataclass
@@ -93,6 +108,7 @@ class _Reply:
     p_speak: float
     started: float  # perf_counter at the start of the step that decided to speak
     text: TextStream
+    max_tokens: int  # the session's max_reply_tokens, or less for an instruction's chunk
     emotion: str | None = None
     tokens: int = 0  # sampled so far
     first_text_s: float | None = None
@@ -143,17 +159,28 @@ class ListenSession:
             raise ValueError("system prompt too long for keep_context_tokens")
         self._generator = torch.Generator()
         self._cache = model.new_cache(self.config.max_context_tokens)
+        self._instruction: list[_Block] = []
+        self.instruction_source = ""
         self.reset()
 
     # ----------------------------------------------------------------- state
-    def reset(self) -> None:
+    def reset(self, keep_instruction: bool = False) -> None:
         """Back to the state right after construction (weights untouched); a reply in progress
-        is abandoned without a ReplyDone."""
+        is abandoned without a ReplyDone.
+
+        ``keep_instruction``: start afresh but keep the instruction's blocks (the cache is
+        rebuilt from them before the next forward, so nothing is re-run now): how the engine
+        recovers from a failed step without making the robot forget its task.
+        """
+        instruction = list(self._instruction) if keep_instruction else []
+        self.instruction_source = self.instruction_source if keep_instruction else ""
+        self._instruction = instruction
+        self._blocks: list[_Block] = list(instruction)
         self._cache.clear()  # the buffers are kept for the next fill
-        self._blocks: list[_Block] = []
-        self._total = len(self.prefix_ids)  # tokens in the logical sequence
-        self._deciding: tuple[_Block, int, float] | None = None  # a listen row in flight
+        self._deciding: tuple[_Block, int, float, int] | None = None  # a listen row in flight
         self._reply: _Reply | None = None
+        self._total = len(self.prefix_ids) + sum(len(b.ids) for b in instruction)
+        self._stale = bool(instruction)  # the cache must be rebuilt before the next forward
         self.chunk_index = 0
         self.rebuilds = 0
         if self.config.sampling.seed is not None:
@@ -190,15 +217,121 @@ class ListenSession:
     def history_blocks(self) -> int:
         return len(self._blocks)
 
+    @property
+    def instruction_budget(self) -> int:
+        """Most tokens the instruction may pin: a quarter of ``keep_context_tokens``, and never
+        so much that prefix + instruction + the longest reply would not fit after a rebuild."""
+        reply_block = len(LISTEN_BLOCK_IDS) + self.config.max_reply_tokens + 2
+        return min(self.config.keep_context_tokens // 4,
+                   self.config.keep_context_tokens - len(self.prefix_ids) - reply_block)
+
+    @property
+    def instruction_tokens(self) -> int:
+        """Tokens pinned by the current instruction (0 without one)."""
+        return sum(len(b.ids) for b in self._instruction)
+
+    def check_spoken_instruction(self, chunks: int) -> None:
+        """InstructionRejected unless ``chunks`` spoken chunks fit ``instruction_budget``
+        (callers check before queuing, so a rejection is reported where it was asked for)."""
+        if chunks < 1:
+            raise InstructionRejected("a spoken instruction needs some audio")
+        need = chunks * INSTRUCTION_CHUNK_TOKENS
+        if need > self.instruction_budget:
+            most = self.instruction_budget // INSTRUCTION_CHUNK_TOKENS
+            raise InstructionRejected(
+                f"session {self.name}: spoken instruction of {chunks * CHUNK_SECONDS:.1f} s "
+                f"needs {need} tokens, more than the {self.instruction_budget} an instruction may "
+                f"pin (at most {most * CHUNK_SECONDS:.1f} s; raise keep_context_tokens for more)")
+
     # ----------------------------------------------------------------- the loop
+    @torch.inference_mode()
     def listen(self, audio: torch.Tensor, *, stream_time_s: float | None = None,
-               pinned: bool = False, emit: Callable[[Event], None] | None = None) -> list[Event]:
+               emit: Callable[[Event], None] | None = None) -> list[Event]:
         """Feed one chunk's encoder rows (10, width); return the events it caused, in order.
 
         A silent chunk yields one Decision; a spoken one also ReplyDelta(s) and a ReplyDone
         (the reply is generated before this returns). ``emit`` receives each event as it
         happens, so a transport can stream reply text while it is generated.
         """
+        return self._listen(ListenRequest(self, audio, stream_time_s), emit)
+
+    @torch.inference_mode()
+    def instruct_audio(self, rows: torch.Tensor, *, source: str = "",
+                       emit: Callable[[Event], None] | None = None) -> list[Event]:
+        """Make the spoken chunks ``rows`` (n, 10, width) the session's instruction, replacing
+        the previous one; return the events of hearing it (the model may answer it).
+
+        ``source`` names the instruction (a file, the spoken text) for ``instruction_source``.
+        InstructionRejected, before anything changes, if it does not fit; a reply to one of its
+        chunks is cut so that the whole instruction stays within ``instruction_budget``.
+        """
+        if rows.ndim != 3:
+            raise ValueError(f"instruction rows must be (n, {AUDIO_TOKENS_PER_CHUNK}, width), "
+                             f"got {tuple(rows.shape)}")
+        self.check_spoken_instruction(len(rows))
+        self._require_idle("an instruction")
+        self._drop_instruction()
+        events: list[Event] = []
+        blocks: list[_Block] = []
+        used = 0
+        for k, chunk_rows in enumerate(rows):
+            # room for this chunk and its reply; every later chunk keeps its silent share
+            room = self.instruction_budget - used - (len(rows) - k - 1) * INSTRUCTION_CHUNK_TOKENS
+            cap = min(self.config.max_reply_tokens, room - INSTRUCTION_CHUNK_TOKENS)
+            events += self._listen(ListenRequest(self, chunk_rows, None, pinned=True,
+                                                 max_reply_tokens=cap), emit)
+            blocks.append(self._blocks[-1])
+            used += len(blocks[-1].ids)
+        self._instruction = blocks  # committed only now: a failure keeps the previous one
+        self.instruction_source = source
+        return events
+
+    def instruct_text(self, text: str, *, source: str = "") -> None:
+        """Make the typed turn ``[USER, TEXT_BEGIN, text, TEXT_END]`` the session's instruction,
+        replacing the previous one; it is fed with the next chunk. The published model was
+        trained with spoken instructions only (PROTOCOL.md §3.7), so this is an untrained path.
+        InstructionRejected, before anything changes, if it is empty or does not fit."""
+        ids = self.model.encode_text(text)
+        if not ids:
+            raise InstructionRejected("a text turn needs some text")
+        block = _Block([USER, TEXT_BEGIN, *ids, TEXT_END], None, pinned=True)
+        if len(block.ids) > self.instruction_budget:
+            raise InstructionRejected(
+                f"session {self.name}: text turn of {len(block.ids)} tokens is longer than the "
+                f"{self.instruction_budget} an instruction may pin")
+        self._require_idle("an instruction")
+        self._drop_instruction()
+        self._blocks.append(block)
+        self._total += len(block.ids)
+        self._instruction = [block]
+        self.instruction_source = source or text
+
+    def clear_instruction(self) -> None:
+        """Forget the instruction (its blocks leave the history)."""
+        self._require_idle("clearing the instruction")
+        self._drop_instruction()
+        self._instruction = []
+        self.instruction_source = ""
+
+    def _require_idle(self, what: str) -> None:
+        """Between chunks only: the engine runs commands and chunks when no reply is going on."""
+        if self.speaking or self._deciding is not None:
+            raise RuntimeError(f"session {self.name} is replying: {what} must wait")
+
+    def _drop_instruction(self) -> None:
+        """Take the instruction's blocks out of the history; the cache, which holds them, is
+        rebuilt before the next forward."""
+        if not self._instruction:
+            return
+        gone = {id(b) for b in self._instruction}
+        self._blocks = [b for b in self._blocks if id(b) not in gone]
+        self._total = len(self.prefix_ids) + sum(len(b.ids) for b in self._blocks)
+        self._cache.clear()
+        self._stale = True
+
+    def _listen(self, request: ListenRequest, emit: Callable[[Event], None] | None
+                ) -> list[Event]:
+        """One chunk alone, through the same batched step as the engine's, to the reply's end."""
         events: list[Event] = []
 
         def report(event: Event) -> None:
@@ -206,24 +339,25 @@ class ListenSession:
             if emit is not None:
                 emit(event)
 
-        forward_step(self.model, [ListenRequest(self, audio, stream_time_s, pinned)], [], report)
-        while self.speaking:
-            forward_step(self.model, [], [self], report)
+        run_chunk(self.model, [request], report)
         return events
 
     @torch.inference_mode()
     def listen_row(self, audio: torch.Tensor, report: Report, *,
-                   stream_time_s: float | None = None, pinned: bool = False) -> Row:
+                   stream_time_s: float | None = None, pinned: bool = False,
+                   max_reply_tokens: int | None = None) -> Row:
         """Phase 1 of a chunk: append its listening block (rebuilding the context first if it
-        would not fit, which is this session's own forward) and return the row to forward."""
+        would not fit, which is this session's own forward) and return the row to forward.
+        ``max_reply_tokens`` caps the reply this chunk may start (default: the config's)."""
         if audio.shape != (AUDIO_TOKENS_PER_CHUNK, self.model.embed_dim):
             raise ValueError(f"audio rows must be ({AUDIO_TOKENS_PER_CHUNK}, "
                              f"{self.model.embed_dim}), got {tuple(audio.shape)}")
-        if self.speaking or self._deciding is not None:
-            raise RuntimeError(f"session {self.name} is replying: a chunk must wait")
+        self._require_idle("a chunk")
         chunk = self.chunk_index
         self.chunk_index += 1
         when = stream_time_s if stream_time_s is not None else (chunk + 1) * CHUNK_SECONDS
+        if self._stale:
+            self._prefill_history()
         self._ensure_room(len(LISTEN_BLOCK_IDS) + 1, chunk, report)
         block = _Block(list(LISTEN_BLOCK_IDS), audio.to(self.model.device, self.model.dtype),
                        pinned)
@@ -233,7 +367,8 @@ class ListenSession:
         embeds[start:start + AUDIO_TOKENS_PER_CHUNK] = block.audio
         self._blocks.append(block)
         self._total += len(block.ids)
-        self._deciding = (block, chunk, when)
+        cap = self.config.max_reply_tokens if max_reply_tokens is None else max_reply_tokens
+        self._deciding = (block, chunk, when, cap)
         return self._row(embeds, LISTEN_HEAD)
 
     def take_decision(self, pair: torch.Tensor, started: float, report: Report) -> None:
@@ -241,7 +376,7 @@ class ListenSession:
         TEXT_BEGIN starts a reply (``speaking``)."""
         if self._deciding is None:
             raise RuntimeError(f"session {self.name} has no listen row in flight")
-        block, chunk, when = self._deciding
+        block, chunk, when, cap = self._deciding
         self._deciding = None
         p_speak = float(torch.softmax(pair, dim=-1)[1])
         speak = sample(pair, self.config.sampling, self._generator) == 1
@@ -249,7 +384,7 @@ class ListenSession:
         report(Decision(self.name, chunk, when, p_speak, speak, time.perf_counter() - started))
         if speak:
             self._reply = _Reply(block, chunk, when, p_speak, started,
-                                 TextStream(self.model.decode))
+                                 TextStream(self.model.decode), cap)
 
     @torch.inference_mode()
     def reply_row(self, report: Report) -> Row:
@@ -260,7 +395,7 @@ class ListenSession:
         return self._row(self.model.embed(self._unfed_ids()), None)
 
     def take_token(self, logits: torch.Tensor, report: Report) -> None:
-        """One sampled reply token; the reply ends at TEXT_END or ``max_reply_tokens``."""
+        """One sampled reply token; the reply ends at TEXT_END or at its token cap."""
         reply = self._reply
         if reply is None:
             raise RuntimeError(f"session {self.name} is not replying")
@@ -274,26 +409,9 @@ class ListenSession:
             reply.emotion = EMOTIONS[token]
         elif token not in CONTROL_IDS and token < TEXT_END:  # repurposed ids are never text
             self._report_text(reply, reply.text.push(token), report)
-        if reply.tokens >= self.config.max_reply_tokens:
+        if reply.tokens >= reply.max_tokens:
             self._append(reply.block, TEXT_END)  # close the turn as the trained layout does
             self._end_reply(reply, truncated=True, report=report)
-
-    def add_text_turn(self, text: str) -> None:
-        """Insert a typed instruction as ``[USER, TEXT_BEGIN, text, TEXT_END]`` before the next
-        chunk. The published model was trained with spoken instructions only (PROTOCOL.md §3.7),
-        so this is an untrained path; the turn is pinned and survives context rebuilds."""
-        if self.speaking:
-            raise RuntimeError(f"session {self.name} is replying: a text turn must wait")
-        ids = self.model.encode_text(text)
-        if not ids:
-            raise ValueError("a text turn needs some text")
-        limit = self.config.keep_context_tokens // 4
-        if len(ids) > limit:
-            raise ValueError(f"text turn of {len(ids)} tokens is longer than {limit} "
-                             "(keep_context_tokens / 4)")
-        block = _Block([USER, TEXT_BEGIN, *ids, TEXT_END], None, pinned=True)
-        self._blocks.append(block)
-        self._total += len(block.ids)
 
     def _report_text(self, reply: _Reply, delta: str, report: Report) -> None:
         if delta:
@@ -368,6 +486,10 @@ class ListenSession:
         """Refill the cache with prefix + kept blocks, all but the last (unsampled-into) token:
         this session's own forward, outside any batch (a rebuild is rare and long)."""
         self._cache.clear()
+        self._stale = False
+        if not self._blocks:  # nothing heard yet: the prefix goes with the next block
+            self._total = len(self.prefix_ids)
+            return
         ids = list(self.prefix_ids)
         slots: list[tuple[int, torch.Tensor]] = []
         for block in self._blocks:

@@ -33,7 +33,8 @@ class ListenRequest:
     session: "ListenSession"
     audio: torch.Tensor
     stream_time_s: float | None = None
-    pinned: bool = False
+    pinned: bool = False  # an instruction's chunk: kept through context rebuilds
+    max_reply_tokens: int | None = None  # cap of a reply to this chunk (None: the session's)
 
 
 @torch.inference_mode()
@@ -50,7 +51,8 @@ def forward_step(model: "AudioInteractionModel", listens: Sequence[ListenRequest
     if len({id(s) for s in sessions}) != len(sessions):
         raise ValueError("a session can have only one row in a step")
     rows = [r.session.listen_row(r.audio, report, stream_time_s=r.stream_time_s,
-                                 pinned=r.pinned) for r in listens]
+                                 pinned=r.pinned, max_reply_tokens=r.max_reply_tokens)
+            for r in listens]
     rows += [session.reply_row(report) for session in replying]
     if not rows:
         return 0.0
@@ -60,3 +62,16 @@ def forward_step(model: "AudioInteractionModel", listens: Sequence[ListenRequest
     for session, token_logits in zip(replying, logits[len(listens):]):
         session.take_token(token_logits, report)
     return time.perf_counter() - started
+
+
+def run_chunk(model: "AudioInteractionModel", listens: Sequence[ListenRequest],
+              report: Callable[[Event], None]) -> tuple[float, float]:
+    """``listens`` in one forward, then the replies they start together (one forward per token
+    for every row still replying) until the last one ends: one chunk when nothing else shares
+    the model. Return (listen_s, reply_s)."""
+    listen_s = forward_step(model, listens, [], report)
+    reply_s = 0.0
+    sessions = [request.session for request in listens]
+    while replying := [session for session in sessions if session.speaking]:
+        reply_s += forward_step(model, [], replying, report)
+    return listen_s, reply_s
