@@ -8,7 +8,9 @@ maximum: the authors' inference over a file).
 
 The two halves stay apart on purpose: ``encode`` turns samples into encoder rows
 (n, 10, width), and ``step`` runs every session one step over one chunk's rows, all of them
-in one batched forward (step.py).
+in one batched forward (step.py). The engine, which serves several streams, takes the halves
+apart further: each stream's ``features``, one ``encode_mels`` call for every stream's chunk,
+one forward for every stream's sessions.
 """
 from __future__ import annotations
 
@@ -96,25 +98,25 @@ class Pipeline:
         self._streaming = StreamingFrontEnd(floor_window_s, log_mel=self._log_mel)
 
     # ------------------------------------------------------------------ encoder half
-    def encode(self, samples: NDArray[np.float32]) -> Encoded:
-        """Encoder rows of whole chunks of float32 mono 16 kHz audio, in this pipeline's mode.
-
-        Streaming: each chunk after the ones of earlier calls (causal state kept). Reference:
-        one mel over ``samples`` (their own floor); call it once per recording, as the authors do.
-        """
+    def features(self, samples: NDArray[np.float32]) -> torch.Tensor:
+        """Log-mel (128, 40 n) of whole chunks of float32 mono 16 kHz audio, in this
+        pipeline's mode. Streaming: each chunk after the ones of earlier calls (causal state
+        kept). Reference: one mel over ``samples`` (their own floor); call it once per
+        recording, as the authors do."""
         if len(samples) == 0 or len(samples) % CHUNK_SAMPLES:
             raise ValueError(f"samples must be whole chunks of {CHUNK_SAMPLES}, "
                              f"got {len(samples)}")
-        started = time.perf_counter()
         if self.frontend == "streaming":
-            mel = torch.cat([self._streaming.push(chunk)
-                             for chunk in samples.reshape(-1, CHUNK_SAMPLES)], dim=1)
-        else:
-            mel = reference_features(samples, self._log_mel)
+            return torch.cat([self._streaming.push(chunk)
+                              for chunk in samples.reshape(-1, CHUNK_SAMPLES)], dim=1)
+        return reference_features(samples, self._log_mel)
+
+    def encode(self, samples: NDArray[np.float32]) -> Encoded:
+        """Encoder rows of whole chunks (``features``, then the audio tower)."""
+        started = time.perf_counter()
+        mel = self.features(samples)
         featured = time.perf_counter()
-        rows = self.model.encode(mel)
-        if self.model.device.type == "cuda":  # kernels run asynchronously: time them whole
-            torch.cuda.synchronize(self.model.device)
+        rows = encode_mels(self.model, [mel])
         return Encoded(rows, featured - started, time.perf_counter() - featured)
 
     def encode_recording(self, samples: NDArray[np.float32]) -> torch.Tensor:
@@ -135,7 +137,7 @@ class Pipeline:
         happens (streamed reply text)."""
         events: list[Event] = []
 
-        def report(event: Event) -> None:
+        def report(_: ListenSession, event: Event) -> None:
             events.append(event)
             if emit is not None:
                 emit(event)
@@ -171,6 +173,15 @@ class Pipeline:
             timing = StepTiming(encoded.frontend_s / n, encoded.encoder_s / n, report.listen_s,
                                 report.reply_s)
             yield ChunkResult(k, report.events, timing, report.replies)
+
+
+def encode_mels(model: AudioInteractionModel, mels: list[torch.Tensor]) -> torch.Tensor:
+    """Encoder rows (n, 10, width) of several mels (128, 40 k) in ONE audio-tower call: each
+    0.4 s chunk is its own window, so chunks of different streams batch exactly."""
+    rows = model.encode(mels[0] if len(mels) == 1 else torch.cat(mels, dim=1))
+    if model.device.type == "cuda":  # kernels run asynchronously: time them whole
+        torch.cuda.synchronize(model.device)
+    return rows
 
 
 def file_segments(clips: Iterable[NDArray[np.float32]], trailing_s: float

@@ -334,7 +334,7 @@ class ListenSession:
         """One chunk alone, through the same batched step as the engine's, to the reply's end."""
         events: list[Event] = []
 
-        def report(event: Event) -> None:
+        def report(_: ListenSession, event: Event) -> None:
             events.append(event)
             if emit is not None:
                 emit(event)

@@ -46,7 +46,13 @@ def tick(model, lanes: list[Lane]) -> None:
     listens = [ListenRequest(lane.session, lane.queue.popleft()) for lane in lanes
                if lane.due and not lane.session.speaking]
     replying = [lane.session for lane in lanes if lane.session.speaking]
-    forward_step(model, listens, replying, lambda e: by_name[e.session].events.append(e))
+    step = forward_step(model, listens, replying,
+                        lambda session, event: by_name[session.name].events.append(event))
+    step.raise_first()
+
+
+def ignore(session, event) -> None:
+    """A report that drops events (set-up steps)."""
 
 
 def run_together(model, lanes: list[Lane]) -> None:
@@ -84,10 +90,10 @@ def build_lanes(model, rows, sampling: SamplingConfig) -> list[Lane]:
     mid = ListenSession(model, SessionConfig(name="mid", sampling=sampling))
     for chunk in (silence, silence):
         mid.listen(chunk)
-    forward_step(model, [ListenRequest(mid, beep[2])], [], lambda e: None)
+    forward_step(model, [ListenRequest(mid, beep[2])], [], ignore).raise_first()
     assert mid.speaking
     for _ in range(2):  # stop in the middle of the reply
-        forward_step(model, [], [mid], lambda e: None)
+        forward_step(model, [], [mid], ignore).raise_first()
     assert mid.speaking
     fresh = ListenSession(model, SessionConfig(name="fresh", sampling=sampling))
     for chunk in (silence, beep[2], silence):
@@ -189,7 +195,7 @@ def test_a_session_appears_once_per_step(tiny_model, rows):
     session = ListenSession(tiny_model, SessionConfig(sampling=GREEDY))
     with pytest.raises(ValueError, match="only one row"):
         forward_step(tiny_model, [ListenRequest(session, rows[1]),
-                                  ListenRequest(session, rows[1])], [], lambda e: None)
+                                  ListenRequest(session, rows[1])], [], ignore)
 
 
 def test_kv_cache_grows_by_doubling_within_its_bound(tiny_model):
