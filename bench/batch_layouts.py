@@ -24,14 +24,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from common import load_model, machine_context, percentiles_ms, random_cache, sync
+from common import (add_model_args, load_model, machine_context, percentiles_ms, random_cache,
+                    sync, write_report)
 from audio_interaction_ros.core.model import AudioInteractionModel
 from audio_interaction_ros.core.protocol import KEEP_SILENCE, LISTEN_BLOCK_IDS, TEXT_BEGIN
 from audio_interaction_ros.core.rows import KVCache, Row
@@ -40,10 +39,11 @@ LISTEN_IDS = [KEEP_SILENCE, *LISTEN_BLOCK_IDS]  # last sampled token + one liste
 PAIR = (KEEP_SILENCE, TEXT_BEGIN)
 
 
-def _rows(model: AudioInteractionModel, caches: list[KVCache]) -> list[Row]:
+def _rows(model: AudioInteractionModel, caches: list[KVCache],
+          head: tuple[int, ...] | None = PAIR) -> list[Row]:
     embeds = model.embed(LISTEN_IDS)
     return [Row(embeds, c, torch.arange(c.length, c.length + len(LISTEN_IDS),
-                                        device=model.device)) for c in caches]
+                                        device=model.device), head) for c in caches]
 
 
 def _padded(model: AudioInteractionModel, caches: list[KVCache]):
@@ -100,13 +100,13 @@ def measure(model: AudioInteractionModel, contexts: list[int], reps: int, warmup
     generator = torch.Generator().manual_seed(seed)
     caches = [random_cache(model, n, generator=generator) for n in contexts]
     variants = {
-        "packed": lambda: model.forward(_rows(model, caches), PAIR),
-        "packed_full_head": lambda: model.forward(_rows(model, caches)),
+        "packed": lambda: model.forward(_rows(model, caches)),
+        "packed_full_head": lambda: model.forward(_rows(model, caches, None)),
         "padded_copy": lambda: padded_forward(model, caches),
-        "sequential": lambda: [model.forward(_rows(model, [c]), PAIR) for c in caches],
+        "sequential": lambda: [model.forward(_rows(model, [c])) for c in caches],
     }
     # correctness first: the layouts compute the same decision logits
-    packed = variants["packed"]()
+    packed = torch.stack(variants["packed"]())
     for cache, n in zip(caches, contexts):
         cache.truncate(n)
     padded = padded_forward(model, caches)
@@ -129,15 +129,8 @@ def measure(model: AudioInteractionModel, contexts: list[int], reps: int, warmup
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="fixture", help="fixture | real | checkpoint dir")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--dtype", default="auto")
+    add_model_args(parser)
     parser.add_argument("--contexts", default="300,1500,3000")
-    parser.add_argument("--reps", type=int, default=5)
-    parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--threads", type=int, default=0)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -145,14 +138,9 @@ def main(argv: list[str] | None = None) -> dict:
     model = load_model(args.model, args.device, args.dtype, seed=args.seed)
     result = measure(model, [int(c) for c in args.contexts.split(",")], args.reps,
                      args.warmup, args.seed)
-    report = {"machine": context, "model": args.model, "device": str(model.device),
-              "dtype": str(model.dtype).removeprefix("torch."), **result,
-              "loadavg_after": [round(x, 2) for x in os.getloadavg()]}
+    report = write_report(args.json, args.model, model, context, result)
     print(json.dumps({k: report[k] for k in ("contexts", "ms", "ratio_to_packed_p50",
                                              "max_abs_diff_packed_vs_padded")}, indent=1))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=1) + "\n")
     return report
 
 
