@@ -150,6 +150,10 @@ def ratios(result: dict) -> dict:
     return table
 
 
+def _ms(value: float) -> str:
+    return f"{value:.0f} ms" if value >= 100 else f"{value:.1f} ms"
+
+
 def markdown(reports: list[dict]) -> str:
     """The README table: per-chunk p50 (ms) and the ratio to one session, batched vs one after
     another, for every report and context."""
@@ -163,7 +167,7 @@ def markdown(reports: list[dict]) -> str:
             for layout in ("sessions", "streams", "reply"):
                 source = result["reply"] if layout == "reply" else result["chunk"][layout]
                 for kind in ("batched", "sequential"):
-                    cells = [f"{source[str(n)][kind]['p50_ms']:.0f} ms "
+                    cells = [f"{_ms(source[str(n)][kind]['p50_ms'])} "
                              f"(×{table[layout][str(n)][kind]:.2f})" for n in NS]
                     lines.append(f"| {what} | {result['context']} | {layout}, {kind} | "
                                  + " | ".join(cells) + f" | {load} |")

@@ -385,6 +385,9 @@ class ListenSession:
         if speak:
             self._reply = _Reply(block, chunk, when, p_speak, started,
                                  TextStream(self.model.decode), cap)
+            if cap <= 0:  # no room at all (an instruction's last chunk): close the turn now
+                self._append(block, TEXT_END)
+                self._end_reply(self._reply, truncated=True, report=report)
 
     @torch.inference_mode()
     def reply_row(self, report: Report) -> Row:
