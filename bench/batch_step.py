@@ -97,6 +97,11 @@ def reply_cost(model: AudioInteractionModel, caches: list[KVCache], batched: boo
     return time.perf_counter() - started
 
 
+def _figures(seconds: list[float]) -> dict:
+    """p50/p95 and the minimum (the least disturbed repetition on a shared machine), in ms."""
+    return {**percentiles_ms(seconds), "min_ms": round(min(seconds) * 1e3, 3)}
+
+
 def _rewound(fn, caches: list[KVCache]) -> float:
     lengths = [c.length for c in caches]
     try:
@@ -123,14 +128,14 @@ def measure(model: AudioInteractionModel, context: int, reps: int, warmup: int,
                 times = [_rewound(lambda: chunk_cost(model, caches[:n], fronts[:n], audio,
                                                      layout, batched), caches[:n])
                          for _ in range(warmup + reps)][warmup:]
-                figures["batched" if batched else "sequential"] = percentiles_ms(times)
+                figures["batched" if batched else "sequential"] = _figures(times)
             out["chunk"][layout][str(n)] = figures
             print(f"context {context} {layout:<8} N={n}: batched "
                   f"{figures['batched']['p50_ms']:.1f} ms, sequential "
                   f"{figures['sequential']['p50_ms']:.1f} ms", flush=True)
     for n in NS:
         out["reply"][str(n)] = {
-            ("batched" if batched else "sequential"): percentiles_ms(
+            ("batched" if batched else "sequential"): _figures(
                 [_rewound(lambda: reply_cost(model, caches[:n], batched), caches[:n])
                  for _ in range(warmup + reps)][warmup:])
             for batched in (True, False)}
