@@ -354,7 +354,7 @@ class InteractionNode(ManagedNodeMixin, LifecycleNode):
                 locale=locale))
             if output == "reply":
                 self._out_pubs["speech"].publish(String(data=event.text))
-            self._out_pubs["is_replying"].publish(Bool(data=False))
+            self._publish_replying_ended()
             if event.truncated:
                 self._log_once("reply_truncated", f"session {event.session}: reply cut at "
                                f"max_reply_tokens ({self._param('max_reply_tokens')})")
@@ -366,6 +366,14 @@ class InteractionNode(ManagedNodeMixin, LifecycleNode):
                                     f"{event.tokens_after} tokens")
         elif isinstance(event, EngineError):
             self.get_logger().error(event.message, throttle_duration_sec=5.0)
+            self._publish_replying_ended()  # a failure may have abandoned a reply
+
+    def _publish_replying_ended(self) -> None:
+        """False on ``~/is_replying`` once no session is replying: sessions reply together
+        (batched), so one reply's end is not the end of replying (engine thread)."""
+        engine = self._engine
+        if engine is None or not any(engine.session(n).speaking for n in engine.session_names):
+            self._out_pubs["is_replying"].publish(Bool(data=False))
 
     def _audio_stamp(self, stream_time_s: float | None):
         """Header stamp for an event: the audio time it refers to, or now."""

@@ -60,8 +60,7 @@ def speech_16k(work_dir: Path) -> tuple[NDArray[np.float32], int]:
 
     The toy answers "Someone is speaking." once it has ended.
     """
-    voice = synthesize(SPEECH_TEXT, work_dir / "espeak.wav", voice="en-us", speed_wpm=160,
-                       pitch=50)
+    voice = synthesize(SPEECH_TEXT, voice="en-us", speed_wpm=160, pitch=50)
     voice = 0.5 * voice / np.max(np.abs(voice))
     return _pad(0.5 + len(voice) / SAMPLE_RATE_HZ + 1.5, (0.5, voice)), SAMPLE_RATE_HZ
 

@@ -81,15 +81,16 @@ def test_audio_arriving_during_a_reply_is_consumed_afterwards(toy_model, beep, m
     events = []
     engine = make_engine(toy_model, events, max_backlog_s=30)
     session = engine.session("assistant")
-    original = session._speak
+    original = session.reply_row
     speaking = threading.Event()
 
-    def slow_speak(*args, **kwargs):
-        speaking.set()
-        time.sleep(0.5)  # a reply that takes longer than a chunk
+    def slow_reply_row(*args, **kwargs):
+        if not speaking.is_set():
+            speaking.set()
+            time.sleep(0.5)  # a reply that takes longer than a chunk
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(session, "_speak", slow_speak)
+    monkeypatch.setattr(session, "reply_row", slow_reply_row)
     engine.start()
     try:
         for start in range(0, len(beep), 1600):  # 0.1 s pieces, faster than real time
@@ -316,16 +317,16 @@ def test_no_exception_ends_the_engine_thread(toy_model, beep, monkeypatch):
 
     session = ListenSession(toy_model, SessionConfig(sampling=GREEDY))
     engine = Engine(toy_model, [session], emit=emit)
-    original = session.listen
+    original = session.listen_row
     calls = {"n": 0}
 
-    def buggy_listen(*args, **kwargs):
+    def buggy_listen_row(*args, **kwargs):
         calls["n"] += 1
         if calls["n"] == 1:
             raise KeyError("a bug")
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(session, "listen", buggy_listen)
+    monkeypatch.setattr(session, "listen_row", buggy_listen_row)
     engine.start()
     try:
         engine.push(beep)  # chunk 0 fails (KeyError); the reply to chunk 2 fails to publish
