@@ -127,6 +127,12 @@ class AudioIngest:
         result.samples = self._resampler(decoded.samples)
         return result
 
+    def refuse(self, reason: str, detail: str) -> Converted:
+        """Count a message refused before decoding (its own format info contradicts it)."""
+        result = Converted(None)
+        self._note(result, reason, detail)
+        return result
+
     def _convert_mp3(self, result: Converted, payload: NDArray[np.uint8],
                      stamp_s: float | None) -> Converted:
         """Feed MP3 bytes; the frames they complete come out (none yet is not a loss: the
