@@ -27,6 +27,18 @@ def ros_context():
         rclpy.try_shutdown(context=context)
 
 
+@pytest.fixture()
+def robot(ros_context):
+    """A second context (its own DDS participant) for the drivers and consumers: they run in
+    other processes on a robot, and FastDDS refuses two types on one topic in one participant."""
+    context = rclpy.context.Context()
+    rclpy.init(context=context)
+    try:
+        yield context
+    finally:
+        rclpy.try_shutdown(context=context)
+
+
 def spin_until(executor, predicate, timeout_s: float = 20.0) -> bool:
     """Spin until ``predicate()`` is true; the timeout is only a deadline for waiting."""
     deadline = time.monotonic() + timeout_s

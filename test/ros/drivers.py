@@ -3,6 +3,7 @@ drivers (their node names, topics, QoS, buffer sizes, stamps) and a ros4hri cons
 subscriptions). Shared by test_audio_stacks.py and, in the mgonzs13 prefix, mgonzs13_checks.py."""
 from __future__ import annotations
 
+import contextlib
 import io
 from collections import deque
 from pathlib import Path
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 import rclpy
 import soundfile
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import (DurabilityPolicy, QoSProfile, qos_profile_sensor_data,
@@ -49,6 +51,51 @@ def interaction_node(context, model: Path, **overrides) -> InteractionNode:
     assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
     assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
     return node
+
+
+class Spinner:
+    """Spins the executors of several contexts in turn (what spin_until needs)."""
+
+    def __init__(self) -> None:
+        self.executors: dict[object, SingleThreadedExecutor] = {}
+
+    def add_node(self, node) -> None:
+        context = node.context
+        if context not in self.executors:
+            self.executors[context] = SingleThreadedExecutor(context=context)
+        self.executors[context].add_node(node)
+
+    def spin_once(self, timeout_sec: float) -> None:
+        for executor in self.executors.values():
+            executor.spin_once(timeout_sec=timeout_sec / len(self.executors))
+
+
+@contextlib.contextmanager
+def running(*nodes):
+    """Spin ``nodes`` (of any contexts); shut them all down afterwards."""
+    spinner = Spinner()
+    for node in nodes:
+        spinner.add_node(node)
+    try:
+        yield spinner
+    finally:
+        for executor in spinner.executors.values():
+            executor.shutdown()
+        for node in nodes:
+            if hasattr(node, "on_shutdown"):
+                node.on_shutdown(None)
+            node.destroy_node()
+
+
+def diagnostics(node) -> dict[str, str]:
+    """The node's latest /diagnostics values, read the way its timer builds them."""
+    seen = {}
+    original = node._diagnostics_pub.publish
+    node._diagnostics_pub.publish = lambda msg: (seen.update(
+        {kv.key: kv.value for kv in msg.status[0].values}), original(msg))
+    node._publish_diagnostics()
+    node._diagnostics_pub.publish = original
+    return seen
 
 
 class SpeechListener:
@@ -97,7 +144,8 @@ class RosDriversCapture:
         self.pub = self.node.create_publisher(AudioData, "audio", 10)
         self.pub_stamped = self.node.create_publisher(AudioDataStamped, "audio_stamped", 10)
         self.pub_info = self.node.create_publisher(
-            AudioInfo, "audio_info", QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+            AudioInfo, "audio_info",
+            QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL))
         self.info = AudioInfo(channels=1, sample_rate=rate, sample_format="S16LE", bitrate=192,
                               coding_format=fmt)
         self.pub_info.publish(self.info)
@@ -156,7 +204,8 @@ class Mgonzs13Capturer:
         name, dtype, scale = self.ARRAYS[self.format_code]
         samples = (pcm * scale).astype(dtype)
         for i in range(0, len(samples) - self.chunk + 1, self.chunk):
-            self.paced.queue.append(lambda s=samples[i:i + self.chunk], n=name: self._publish(n, s))
+            piece = samples[i:i + self.chunk]
+            self.paced.queue.append(lambda s=piece, n=name: self._publish(n, s))
 
     def _publish(self, name: str, samples: np.ndarray) -> None:
         msg = self._type()

@@ -14,9 +14,8 @@ import pytest
 from audio_interaction_ros.ros.audio_input import detect_variant
 
 from .conftest import spin_until
-from .drivers import (BEEP_REPLY, Mgonzs13Capturer, SpeechListener, beep, interaction_node,
-                      toy_model_dir)
-from .test_audio_stacks import diagnostics, robot, running  # noqa: F401 (fixture)
+from .drivers import (BEEP_REPLY, Mgonzs13Capturer, SpeechListener, beep, diagnostics,
+                      interaction_node, running, toy_model_dir)
 
 if detect_variant().name != "mgonzs13":
     pytest.skip("run through test_audio_stacks.py (needs mgonzs13's audio_common_msgs)",

@@ -4,13 +4,10 @@ audio_capturer_node (int16, float32; in its own prefix, in a subprocess), and a 
 Each one feeds a beep and gets the toy model's reply, with one unchanged node."""
 from __future__ import annotations
 
-import contextlib
 import subprocess
 import sys
 
 import pytest
-import rclpy
-from rclpy.executors import SingleThreadedExecutor
 
 from audio_interaction_ros.core.mp3 import mp3_unavailable_reason
 from audio_interaction_ros.ros import messages
@@ -18,7 +15,7 @@ from audio_interaction_ros.ros import messages
 from ..conftest import child_env
 from .conftest import spin_until
 from .drivers import (BEEP_REPLY, REPO, HriConsumer, RosDriversCapture, SpeechListener, beep,
-                      interaction_node, require, toy_model_dir)
+                      diagnostics, interaction_node, require, running, toy_model_dir)
 
 MGONZS13_PREFIX = REPO / "build" / "mgonzs13_prefix"
 # what a launch file remaps for ros-drivers' capture (its launch file's namespace is `audio`)
@@ -31,70 +28,12 @@ def toy_model():
     return toy_model_dir()
 
 
-@pytest.fixture()
-def robot(ros_context):
-    """A second context (its own DDS participant) for the drivers and consumers: they run in
-    other processes on a robot, and FastDDS refuses two types on one topic in one participant."""
-    context = rclpy.context.Context()
-    rclpy.init(context=context)
-    try:
-        yield context
-    finally:
-        rclpy.try_shutdown(context=context)
-
-
-class Spinner:
-    """Spins the executors of several contexts in turn (what spin_until needs)."""
-
-    def __init__(self) -> None:
-        self.executors: dict[object, SingleThreadedExecutor] = {}
-
-    def add_node(self, node) -> None:
-        context = node.context
-        if context not in self.executors:
-            self.executors[context] = SingleThreadedExecutor(context=context)
-        self.executors[context].add_node(node)
-
-    def spin_once(self, timeout_sec: float) -> None:
-        for executor in self.executors.values():
-            executor.spin_once(timeout_sec=timeout_sec / len(self.executors))
-
-
-@contextlib.contextmanager
-def running(*nodes):
-    """Spin ``nodes`` (of any contexts); shut them all down afterwards."""
-    spinner = Spinner()
-    for node in nodes:
-        spinner.add_node(node)
-    try:
-        yield spinner
-    finally:
-        for executor in spinner.executors.values():
-            executor.shutdown()
-        for node in nodes:
-            if hasattr(node, "on_shutdown"):
-                node.on_shutdown(None)
-            node.destroy_node()
-
-
-def diagnostics(node) -> dict[str, str]:
-    """The node's latest /diagnostics values, read the way its timer builds them."""
-    seen = {}
-    original = node._diagnostics_pub.publish
-    node._diagnostics_pub.publish = lambda msg: (seen.update(
-        {kv.key: kv.value for kv in msg.status[0].values}), original(msg))
-    node._publish_diagnostics()
-    node._diagnostics_pub.publish = original
-    return seen
-
-
 @pytest.mark.parametrize("remap, audio_type", [
     pytest.param(STAMPED, "auto", id="audio_stamped"),
     pytest.param(UNSTAMPED, "auto", id="audio-unstamped-auto"),
     pytest.param(UNSTAMPED, "data", id="audio-unstamped-data"),
 ])
-def test_ros_drivers_capture_wave_gets_the_reply(ros_context, robot, toy_model, remap,
-                                                   audio_type):
+def test_ros_drivers_capture_wave_gets_the_reply(ros_context, robot, toy_model, remap, audio_type):
     capture = RosDriversCapture(robot, "wave")  # up first, as on a robot
     node = interaction_node(ros_context, toy_model, remap=remap, audio_type=audio_type)
     tts = SpeechListener(robot)
@@ -163,7 +102,7 @@ def test_mp3_without_a_decoder_is_refused_once_with_the_fix(ros_context, robot, 
 
 
 def test_ros4hri_consumer_sees_the_voice_its_speech_and_is_speaking(ros_context, robot,
-                                                                   toy_model):
+                                                                    toy_model):
     from hri_msgs.msg import LiveSpeech
 
     consumer = HriConsumer(robot)  # up before the node, as a dialogue stack would be
@@ -175,8 +114,8 @@ def test_ros4hri_consumer_sees_the_voice_its_speech_and_is_speaking(ros_context,
         assert spin_until(executor, lambda: ["anonymous_speaker"] in consumer.tracked, 20)
         before = len(consumer.tracked)
         capture.play(beep())
-        assert spin_until(executor, lambda: consumer.final and consumer.is_speaking[-1:] == [False],
-                          60)
+        assert spin_until(
+            executor, lambda: consumer.final and consumer.is_speaking[-1:] == [False], 60)
         final = consumer.final[0]
         assert final.final == BEEP_REPLY and 0.5 < final.confidence <= 1.0
         assert consumer.incremental and consumer.incremental[-1] == BEEP_REPLY
