@@ -35,6 +35,7 @@ $(STAMP): requirements.txt requirements-dev.txt setup.py package.xml tools/build
 	@$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements.txt -r requirements-dev.txt 2>&1 | grep -v "^WARNING: Location" || true
 	@$(PY) -c "import torch, transformers, rclpy" || { echo "venv install failed"; exit 1; }
 	@bash tools/build_interfaces.sh $(VENV)
+	@bash tools/build_interfaces.sh $(VENV) --prefix build/mgonzs13_prefix mgonzs13/audio_common_msgs
 	@$(VENV)/bin/colcon --log-base build/colcon-log build --base-paths . \
 	  --packages-select audio_interaction_ros --merge-install --install-base $(VENV) \
 	  --build-base build/colcon --symlink-install >/dev/null \
