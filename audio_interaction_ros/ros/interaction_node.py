@@ -293,12 +293,14 @@ class InteractionNode(ManagedNodeMixin, LifecycleNode):
         """ros-drivers' AudioInfo topic: the format of the audio that follows."""
         fmt = messages.pcm_format(msg)
         with self._state_lock:
-            reason = self._ingest.set_format(fmt) if self._ingest else None
+            ingest = self._ingest
+            changed = ingest is not None and fmt != ingest.format  # drivers repeat it (5 s)
+            reason = ingest.set_format(fmt) if ingest is not None else None
         if reason:
             self._log_once("unsupported_format", f"audio_info rejected: {reason}")
-        else:
+        elif changed:
             self.get_logger().info(f"audio: {fmt.sample_rate_hz} Hz, {fmt.channels} channel(s), "
-                                   f"{fmt.sample_format}")
+                                   f"{fmt.sample_format}, {fmt.coding_format or 'pcm'}")
 
     def _on_audio(self, msg) -> None:
         """An audio message of the installed variant, stamped or not (ros/audio_input.py)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import time
 from collections import deque
 from pathlib import Path
 
@@ -20,6 +21,8 @@ from rclpy.qos import (DurabilityPolicy, QoSProfile, qos_profile_sensor_data,
 from std_msgs.msg import String
 
 from audio_interaction_ros.ros.interaction_node import InteractionNode
+
+from .conftest import spin_until
 
 REPO = Path(__file__).resolve().parents[2]
 BEEP_REPLY = "I hear a beep."
@@ -98,6 +101,19 @@ def diagnostics(node) -> dict[str, str]:
     return seen
 
 
+def answers_a_beep(executor, node, tts, driver, audio_input: str) -> None:
+    """The node reads ``driver``'s topic as ``audio_input`` says, answers its beep on the TTS
+    topic, and rejected nothing on the way."""
+    assert audio_input in diagnostics(node)["audio_input"] + " "
+    if isinstance(driver, RosDriversCapture):  # audio sent before the latched info arrives is
+        assert spin_until(executor, lambda: node._ingest.format is not None, 10)  # refused
+    driver.play(beep())
+    assert spin_until(executor, lambda: tts.speech, 60), diagnostics(node)
+    assert tts.speech[0] == BEEP_REPLY
+    values = diagnostics(node)
+    assert not [k for k in values if k.startswith("input_messages.")], values
+
+
 class SpeechListener:
     """What the robot's TTS reads: /audio_interaction/speech."""
 
@@ -109,17 +125,27 @@ class SpeechListener:
 
 
 class Paced:
-    """Messages handed out by a timer, ``per_tick`` at a time, like a driver's buffers."""
+    """Messages handed out by a timer at ``speed`` times the pace of the audio they hold, as a
+    driver hands out its buffers."""
 
-    def __init__(self, node, period_s: float, per_tick: int = 1) -> None:
-        self.queue: deque = deque()
-        self.per_tick = per_tick
+    def __init__(self, node, speed: float = 4.0) -> None:
+        self.queue: deque = deque()  # (publish callable, seconds of audio)
+        self.speed = speed
         self.sent = 0
-        node.create_timer(period_s, self._tick)
+        self._due_s = 0.0  # audio time released so far
+        self._start = time.monotonic()
+        node.create_timer(0.0025, self._tick)
+
+    def add(self, publish, seconds: float) -> None:
+        if not self.queue:
+            self._start = time.monotonic() - self._due_s / self.speed
+        self.queue.append((publish, seconds))
 
     def _tick(self) -> None:
-        for _ in range(min(self.per_tick, len(self.queue))):
-            self.queue.popleft()()
+        while self.queue and self._due_s <= (time.monotonic() - self._start) * self.speed:
+            publish, seconds = self.queue.popleft()
+            publish()
+            self._due_s += seconds
             self.sent += 1
 
     @property
@@ -150,7 +176,7 @@ class RosDriversCapture:
                               coding_format=fmt)
         self.pub_info.publish(self.info)
         self.node.create_timer(5.0, lambda: self.pub_info.publish(self.info))
-        self.paced = Paced(self.node, 0.005, per_tick=2)  # 10 ms buffers, 4x real time
+        self.paced = Paced(self.node)  # 4x real time
         self.stamp_ns = self.node.get_clock().now().nanoseconds
 
     def play(self, pcm: np.ndarray) -> None:
@@ -166,7 +192,7 @@ class RosDriversCapture:
             seconds_per_byte = len(pcm) / self.rate / len(data)
             buffers = [(data[i:i + 432], 432 * seconds_per_byte) for i in range(0, len(data), 432)]
         for payload, seconds in buffers:
-            self.paced.queue.append(lambda p=payload, s=seconds: self._publish(p, s))
+            self.paced.add(lambda p=payload, s=seconds: self._publish(p, s), seconds)
 
     def _publish(self, payload: bytes, seconds: float) -> None:
         audio_data, stamped_type = self._types
@@ -197,7 +223,7 @@ class Mgonzs13Capturer:
         self.node = rclpy.create_node(name, namespace=namespace, context=context)
         self.pub = self.node.create_publisher(AudioStamped, topic, qos_profile_sensor_data)
         self.format_code, self.rate, self.chunk = format_code, rate, chunk
-        self.paced = Paced(self.node, chunk / rate / 4)  # 4x real time
+        self.paced = Paced(self.node)  # 4x real time
 
     def play(self, pcm: np.ndarray) -> None:
         """Queue int16 mono audio as chunks of ``chunk`` samples in the configured format."""
@@ -205,7 +231,7 @@ class Mgonzs13Capturer:
         samples = (pcm * scale).astype(dtype)
         for i in range(0, len(samples) - self.chunk + 1, self.chunk):
             piece = samples[i:i + self.chunk]
-            self.paced.queue.append(lambda s=piece, n=name: self._publish(n, s))
+            self.paced.add(lambda s=piece, n=name: self._publish(n, s), self.chunk / self.rate)
 
     def _publish(self, name: str, samples: np.ndarray) -> None:
         msg = self._type()

@@ -14,8 +14,8 @@ import pytest
 from audio_interaction_ros.ros.audio_input import detect_variant
 
 from .conftest import spin_until
-from .drivers import (BEEP_REPLY, Mgonzs13Capturer, SpeechListener, beep, diagnostics,
-                      interaction_node, running, toy_model_dir)
+from .drivers import (BEEP_REPLY, Mgonzs13Capturer, SpeechListener, answers_a_beep, beep,
+                      diagnostics, interaction_node, running, toy_model_dir)
 
 if detect_variant().name != "mgonzs13":
     pytest.skip("run through test_audio_stacks.py (needs mgonzs13's audio_common_msgs)",
@@ -38,13 +38,8 @@ def test_capturer_gets_the_reply(ros_context, robot, toy_model, format_code, whi
     node = interaction_node(ros_context, toy_model, remap=remap)
     tts = SpeechListener(robot)
     with running(node, capturer.node, tts.node) as executor:
-        described = diagnostics(node)["audio_input"]
-        assert described.startswith("mgonzs13 audio_common_msgs/msg/AudioStamped on ")
-        capturer.play(beep())
-        assert spin_until(executor, lambda: tts.speech, 60), diagnostics(node)
-        assert tts.speech[0] == BEEP_REPLY
-        values = diagnostics(node)
-        assert not [k for k in values if k.startswith("input_messages.")], values
+        answers_a_beep(executor, node, tts, capturer,
+                       "mgonzs13 audio_common_msgs/msg/AudioStamped on /audio")
 
 
 def test_a_rate_change_in_the_messages_is_followed(ros_context, robot, toy_model):
