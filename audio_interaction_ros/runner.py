@@ -14,17 +14,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterator
 
-import numpy as np
 import torch
 
-from .core.audio import pad_to_chunks, read_audio_file
+from .core.audio import read_audio_file
 from .core.checkpoint import DEFAULT_REPO_ID, CheckpointError
 from .core.events import Decision, ReplyDone
-from .core.features import LogMel, StreamingFrontEnd, reference_features
 from .core.model import DTYPES, AudioInteractionModel
-from .core.protocol import CHUNK_SAMPLES, KEEP_SILENCE, SAMPLE_RATE_HZ
+from .core.pipeline import FRONT_END_MODES, Pipeline, file_segments
+from .core.protocol import KEEP_SILENCE
 from .core.sampling import SamplingConfig
 from .core.session import ListenSession, SessionConfig
 
@@ -45,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--top-p", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--max-reply-tokens", type=int, default=256)
-    parser.add_argument("--frontend", choices=["reference", "streaming"], default="reference",
+    parser.add_argument("--frontend", choices=FRONT_END_MODES, default="reference",
                         help="reference: mel over each whole file (parity); streaming: causal, "
                              "as the ROS node")
     parser.add_argument("--rope-positions", choices=["exact", "reference"], default="exact",
@@ -60,15 +58,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _segments(files: list[str], trailing_s: float,
-              channel: int) -> Iterator[tuple[int, str, np.ndarray]]:
-    for index, path in enumerate(files):
-        yield index, "audio", pad_to_chunks(read_audio_file(path, channel), CHUNK_SAMPLES)
-        if trailing_s > 0:
-            zeros = np.zeros(int(round(trailing_s * SAMPLE_RATE_HZ)), dtype=np.float32)
-            yield index, "trailing_silence", pad_to_chunks(zeros, CHUNK_SAMPLES)
-
-
 def run(args: argparse.Namespace, out=sys.stdout) -> int:
     for path in args.files:  # fail before loading a large model
         read_audio_file(path, args.channel)
@@ -79,24 +68,19 @@ def run(args: argparse.Namespace, out=sys.stdout) -> int:
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     model = AudioInteractionModel.load(args.model, device=args.device, dtype=args.dtype)
-    session = ListenSession(model, config)
-    log_mel = LogMel()
-    streaming = StreamingFrontEnd(log_mel=log_mel) if args.frontend == "streaming" else None
+    pipeline = Pipeline(model, [ListenSession(model, config)], frontend=args.frontend)
 
     def emit_line(record: dict) -> None:
         out.write(json.dumps(record, ensure_ascii=False) + "\n")
         out.flush()
 
-    for step, segment, samples in _segments(args.files, args.trailing_silence, args.channel):
-        chunks = samples.reshape(-1, CHUNK_SAMPLES)
-        if streaming is None:
-            # the reference encodes each segment whole; chunks stay independent in the encoder
-            features = model.encode(reference_features(samples, log_mel))
-        for k, chunk in enumerate(chunks):
-            rows = features[k] if streaming is None else model.encode(streaming.push(chunk))[0]
+    clips = (read_audio_file(path, args.channel) for path in args.files)
+    for step, segment, samples in file_segments(clips, args.trailing_silence):
+        # reference: the mel of each whole segment, as the authors encode each file
+        for chunk in pipeline.process(samples):
+            where = {"step": step, "segment": segment, "chunk": chunk.index}
             decision: Decision | None = None
-            for event in session.listen(rows):
-                where = {"step": step, "segment": segment, "chunk": k}
+            for event in chunk.events:
                 if isinstance(event, Decision):
                     decision = event
                     if not event.speak:
@@ -106,7 +90,8 @@ def run(args: argparse.Namespace, out=sys.stdout) -> int:
                     emit_line({**where, "decision": "speak", "p_speak": decision.p_speak,
                                "tokens": list(event.tokens)})
                     emit_line({**where, "file": args.files[step], "text": event.text,
-                               "emotion": event.emotion, "latency_ms": round(event.total_s * 1e3, 2),
+                               "emotion": event.emotion,
+                               "latency_ms": round(event.total_s * 1e3, 2),
                                "first_text_ms": None if event.first_text_s is None
                                else round(event.first_text_s * 1e3, 2),
                                "truncated": event.truncated})

@@ -65,7 +65,7 @@ def machine_context() -> dict:
 
 def synthesis_speed(backend: str, threads: int, sample_rate_hz: int) -> dict:
     """Real-time factor of Voice.synthesize over the reply texts (after one warm-up)."""
-    from audio_interaction_ros.core.voice import VoiceConfig, open_voice
+    from audio_interaction_ros.voice.tts import VoiceConfig, open_voice
 
     started = time.perf_counter()
     voice = open_voice(VoiceConfig(backend=backend, sample_rate_hz=sample_rate_hz,

@@ -1,8 +1,9 @@
-"""The worker that owns the model: chunking, bounded backlog, front end, sessions, events.
+"""The worker that owns the model: chunking, bounded backlog, commands, recovery, statistics.
 
 No rclpy here. Other threads only call ``push()`` (any length of float32 mono 16 kHz audio) and
-the control methods; the engine thread cuts whole 0.4 s chunks, computes the features once, runs
-every session on them and hands each event to ``emit``. While a session speaks, pushed audio waits
+the control methods; the engine thread cuts whole 0.4 s chunks and hands each to its
+``Pipeline`` (front end, encoder, one step of every session), which passes every event to
+``emit``. While a session speaks, pushed audio waits
 in the backlog and is consumed in order afterwards (a reply sits between two chunks, as in
 training). The backlog is bounded in seconds: on overflow the OLDEST audio is dropped, counted by
 reason and reported as an ``AudioDropped`` event, never silently.
@@ -10,7 +11,6 @@ reason and reported as an ``AudioDropped`` event, never silently.
 from __future__ import annotations
 
 import threading
-import time
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,12 +19,15 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from .events import AudioDropped, Decision, EngineError, Event, ReplyDone
 from .audio import pad_to_chunks
-from .features import DEFAULT_FLOOR_WINDOW_S, StreamingFrontEnd, reference_features
+from .events import AudioDropped, EngineError, Event
+from .features import DEFAULT_FLOOR_WINDOW_S
 from .model import AudioInteractionModel
+from .pipeline import Pipeline, StepTiming
 from .protocol import CHUNK_SAMPLES, CHUNK_SECONDS, SAMPLE_RATE_HZ
-from .session import ListenSession
+from .session import InstructionRejected, ListenSession
+
+__all__ = ["Engine", "EngineConfig", "EngineStats", "SampleFifo", "StepTiming"]
 
 TIMING_WINDOW = 512  # chunks kept for latency percentiles (about 3.4 minutes)
 RTF_WINDOW = 25  # chunks (10 s) over which the real-time factor is reported
@@ -110,18 +113,12 @@ class SampleFifo:
 
 
 @dataclass(frozen=True)
-class StepTiming:
-    """Where one chunk's time went (seconds); ``listen_s`` excludes reply generation."""
+class _Instruction:
+    """A session's next instruction: spoken audio, a text turn, or neither (clear it)."""
 
-    frontend_s: float
-    encoder_s: float
-    listen_s: float
-    reply_s: float
-
-    @property
-    def decision_s(self) -> float:
-        """From a complete chunk to every session's decision (what the robot waits for)."""
-        return self.frontend_s + self.encoder_s + self.listen_s
+    source: str
+    audio: NDArray[np.float32] | None = None
+    text: str | None = None
 
 
 @dataclass(frozen=True)
@@ -150,19 +147,17 @@ class Engine:
     def __init__(self, model: AudioInteractionModel, sessions: list[ListenSession],
                  config: EngineConfig | None = None,
                  emit: Callable[[Event], None] | None = None) -> None:
-        names = [s.name for s in sessions]
-        if len(set(names)) != len(names):
-            raise ValueError(f"session names must be unique, got {names}")
         self.model = model
         self.config = config or EngineConfig()
-        self._sessions = {s.name: s for s in sessions}
+        self.pipeline = Pipeline(model, sessions, "streaming", self.config.floor_window_s)
+        self._sessions = self.pipeline.sessions
         self._emit = emit or (lambda event: None)
-        self._frontend = StreamingFrontEnd(self.config.floor_window_s)
         self._fifo = SampleFifo(int(self.config.max_backlog_s * SAMPLE_RATE_HZ))
         self._lock = threading.Condition()
         self._pending_drops: Counter[str] = Counter()
         self._dropped: Counter[str] = Counter()
         self._commands: deque[Callable[[], None]] = deque()
+        self._instructions: dict[str, _Instruction] = {}  # newest per session, not yet applied
         self._timings: deque[StepTiming] = deque(maxlen=TIMING_WINDOW)
         self._thread: threading.Thread | None = None
         self._stopping = False
@@ -207,26 +202,58 @@ class Engine:
         session = self._sessions[name]
         self.call_soon(session.reset)
 
-    def inject_audio(self, name: str, samples: NDArray[np.float32], pinned: bool = True) -> None:
-        """Feed recorded audio (a spoken instruction) to one session before the next live chunk.
+    def instruct_audio(self, name: str, samples: NDArray[np.float32], source: str = "") -> None:
+        """Make recorded audio (a spoken instruction) session ``name``'s instruction, replacing
+        its previous one, before the next live chunk.
 
         The whole recording is known, so it is encoded in reference mode (one mel, its own
-        floor); ``pinned`` keeps it through context rebuilds so the task is never forgotten.
+        floor). ``source`` names it: an instruction whose source equals the session's current
+        one is not fed again (re-activating a node must not repeat it). Too long for the
+        session's instruction budget: InstructionRejected (a ValueError) now, nothing queued.
         """
         session = self._sessions[name]
         audio = pad_to_chunks(np.asarray(samples, dtype=np.float32), CHUNK_SAMPLES)
+        session.check_spoken_instruction(len(audio) // CHUNK_SAMPLES)
+        self._queue_instruction(name, _Instruction(source, audio=audio))
 
-        def feed() -> None:
-            rows = self.model.encode(reference_features(audio))
-            for chunk_rows in rows:
-                session.listen(chunk_rows, pinned=pinned, emit=self._emit)
+    def instruct_text(self, name: str, text: str) -> None:
+        """Make a typed turn session ``name``'s instruction (replacing the previous one) before
+        the next chunk; empty text raises ValueError now, a turn too long for the budget is
+        reported as an EngineError when its turn comes."""
+        if name not in self._sessions:
+            raise KeyError(name)
+        if not text.strip():
+            raise InstructionRejected("a text turn needs some text")
+        self._queue_instruction(name, _Instruction(text, text=text))
 
-        self.call_soon(feed)
+    def clear_instruction(self, name: str) -> None:
+        """Remove session ``name``'s instruction before the next chunk."""
+        if name not in self._sessions:
+            raise KeyError(name)
+        self._queue_instruction(name, _Instruction(""))
 
-    def add_text_turn(self, name: str, text: str) -> None:
-        """Insert a typed instruction turn into one session before the next chunk."""
+    def _queue_instruction(self, name: str, instruction: _Instruction) -> None:
+        # Only the newest instruction of a session matters: one command per session at a time,
+        # so re-instructing faster than the engine runs queues nothing more.
+        with self._lock:
+            if name not in self._instructions:
+                self.call_soon(lambda: self._apply_instruction(name))
+            self._instructions[name] = instruction
+
+    def _apply_instruction(self, name: str) -> None:
+        with self._lock:
+            instruction = self._instructions.pop(name)
         session = self._sessions[name]
-        self.call_soon(lambda: session.add_text_turn(text))
+        if instruction.audio is not None:
+            if instruction.source and instruction.source == session.instruction_source:
+                return
+            rows = self.pipeline.encode_recording(instruction.audio)
+            session.instruct_audio(rows, source=instruction.source, emit=self._emit)
+        elif instruction.text is not None:
+            if instruction.source != session.instruction_source:
+                session.instruct_text(instruction.text)
+        else:
+            session.clear_instruction()
 
     def session(self, name: str) -> ListenSession:
         """A session by name, to be changed only through ``call_soon``."""
@@ -293,10 +320,13 @@ class Engine:
 
     def _run(self) -> None:
         while True:
-            chunk = self._next_chunk(block=True)
-            if chunk is None:
-                return
-            self._process(chunk)
+            try:
+                chunk = self._next_chunk(block=True)
+                if chunk is None:
+                    return
+                self._process(chunk)
+            except Exception as exc:  # last resort: no bug may leave the node deaf
+                self._fail(f"engine step failed unexpectedly: {exc!r}", 0)
 
     def _next_chunk(self, block: bool) -> NDArray[np.float32] | None:
         with self._lock:
@@ -324,10 +354,12 @@ class Engine:
     def _run_command(self, command: Callable[[], None]) -> None:
         try:
             command()
-        except (RuntimeError, ValueError, KeyError) as exc:
+        except InstructionRejected as exc:  # refused before any change: nothing to recover
             self._errors += 1
-            self._last_error = f"command failed: {exc}"
-            self._emit(EngineError(self._last_error))
+            self._last_error = f"instruction rejected: {exc}"
+            self._emit_safely(EngineError(self._last_error))
+        except Exception as exc:  # a half-run command leaves sessions corrupt
+            self._fail(f"command failed: {_describe(exc)}", 0)
 
     def _flush_drops(self) -> None:
         with self._lock:
@@ -345,48 +377,52 @@ class Engine:
             self.busy = False
 
     def _process_chunk(self, chunk: NDArray[np.float32]) -> None:
+        start_s = self._clock_samples / SAMPLE_RATE_HZ
         self._clock_samples += CHUNK_SAMPLES
-        stream_time_s = self._clock_samples / SAMPLE_RATE_HZ
-        reply_s = 0.0
-        t0 = time.perf_counter()
         try:
-            mel = self._frontend.push(chunk)
-            t1 = time.perf_counter()
-            rows = self.model.encode(mel)[0]
-            if self.model.device.type == "cuda":
-                torch.cuda.synchronize(self.model.device)
-            t2 = time.perf_counter()
-            listen_s = 0.0
-            for session in list(self._sessions.values()):
-                decided_s = 0.0
-                for event in session.listen(rows, stream_time_s=stream_time_s, emit=self._emit):
-                    if isinstance(event, Decision):
-                        decided_s = event.compute_s
-                        listen_s += decided_s
-                    elif isinstance(event, ReplyDone):
-                        self._replies += 1
-                        reply_s += event.total_s - decided_s
-        except torch.OutOfMemoryError as exc:
-            self._fail(f"out of GPU memory on a chunk: {exc}", CHUNK_SAMPLES)
-            torch.cuda.empty_cache()
-            return
-        except (RuntimeError, ValueError) as exc:
-            self._fail(f"chunk failed: {exc}", CHUNK_SAMPLES)
-            return
-        timing = StepTiming(t1 - t0, t2 - t1, listen_s, reply_s)
-        with self._lock:
-            self._timings.append(timing)
-            self._chunks += 1
+            for result in self.pipeline.process(chunk, start_s=start_s, emit=self._emit):
+                self._replies += result.replies
+                with self._lock:
+                    self._timings.append(result.timing)
+                    self._chunks += 1
+        except Exception as exc:  # any failure: recover, report, listen on
+            self._fail(f"chunk failed: {_describe(exc)}", CHUNK_SAMPLES)
 
     def _fail(self, message: str, lost_samples: int) -> None:
-        # A forward that failed half way leaves a KV cache that no longer matches the history:
-        # start every session afresh rather than continue on a corrupt context.
+        """The one recovery of every failure on the engine thread (chunk or command).
+
+        A forward that failed half way leaves a KV cache that no longer matches the history:
+        every session starts afresh rather than continue on a corrupt context (and trip over it
+        on the next chunk). Instructions are kept; their cache is rebuilt on the next chunk.
+        """
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()  # after an OOM, give the allocator its blocks back
         for session in self._sessions.values():
-            session.reset()
-        message += "; sessions were reset"
+            try:
+                session.reset(keep_instruction=True)
+            except Exception as exc:  # even a failed reset must not end the thread
+                message += f"; session {session.name} could not be reset ({exc!r})"
+        message += "; sessions were reset (instructions kept)"
         self._errors += 1
         self._last_error = message
-        with self._lock:
-            self._dropped["step_failed"] += lost_samples
-        self._emit(AudioDropped(lost_samples, "step_failed"))
-        self._emit(EngineError(message))
+        if lost_samples:
+            with self._lock:
+                self._dropped["step_failed"] += lost_samples
+            self._emit_safely(AudioDropped(lost_samples, "step_failed"))
+        self._emit_safely(EngineError(message))
+
+    def _emit_safely(self, event: Event) -> None:
+        """Report from the recovery path: a failing transport must not end the thread."""
+        try:
+            self._emit(event)
+        except Exception:  # the error is already counted in stats()
+            pass
+
+
+def _describe(exc: Exception) -> str:
+    """What a failure was, as a log line: out of GPU memory is named as such."""
+    if isinstance(exc, torch.OutOfMemoryError):
+        return f"out of GPU memory: {exc}"
+    if isinstance(exc, (RuntimeError, ValueError)):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"  # an unexpected type: a bug, keep its name

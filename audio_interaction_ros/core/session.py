@@ -13,11 +13,17 @@ The loop (PROTOCOL.md §3), once per 0.4 s chunk:
 Context policy (the reference crashes at 4096 positions, about 2 minutes): the session keeps its
 history as blocks (the prefix, then one block per chunk with its reply if any). Before any forward
 that would pass ``max_context_tokens`` it drops the oldest unpinned blocks until prefix + pinned
-blocks (spoken instructions) + the most recent blocks fit in ``keep_context_tokens``, and rebuilds
+blocks (the instruction) + the most recent blocks fit in ``keep_context_tokens``, and rebuilds
 the KV cache from those blocks with positions starting at 0 again, exactly as if a fresh session had
 heard only them. Memory is therefore bounded by ``max_context_tokens``, per-chunk attention cost
 is bounded, and one rebuild (a forward over ``keep_context_tokens``) happens every
 ``(max - keep) / 13`` silent chunks (about 2 minutes of silence with the defaults).
+
+Instruction policy: a session has at most ONE instruction (spoken chunks, or a typed text turn),
+and only its blocks are pinned. A new instruction replaces the old one (the old blocks leave the
+history and the cache is rebuilt before the next forward); an instruction that would not fit in
+``instruction_budget`` tokens is rejected before anything changes. So pinned content is bounded
+and a rebuild always fits, however often a robot is re-instructed.
 """
 from __future__ import annotations
 
@@ -69,13 +75,22 @@ class SessionConfig:
                 f"keep_context_tokens ({self.keep_context_tokens}): a reply must fit the context")
 
 
+# Tokens one spoken instruction chunk may take beyond its reply: the listening block, the decision
+# and a TEXT_END that closes a reply cut at the budget.
+INSTRUCTION_CHUNK_TOKENS = len(LISTEN_BLOCK_IDS) + 2
+
+
+class InstructionRejected(ValueError):
+    """An instruction that does not fit the session's budget; nothing was changed."""
+
+
 @dataclass
 class _Block:
     """One listening block and what the model produced after it."""
 
     ids: list[int]
     audio: torch.Tensor | None  # (10, width) rows written over the PAD slots
-    pinned: bool = False  # spoken instructions survive context rebuilds
+    pinned: bool = False  # blocks of the instruction: they survive context rebuilds
 
 
 class TextStream:
@@ -116,15 +131,26 @@ class ListenSession:
                 self.config.keep_context_tokens:
             raise ValueError("system prompt too long for keep_context_tokens")
         self._generator = torch.Generator()
+        self._instruction: list[_Block] = []
+        self.instruction_source = ""
         self.reset()
 
     # ----------------------------------------------------------------- state
-    def reset(self) -> None:
-        """Back to the state right after construction (weights untouched)."""
+    def reset(self, keep_instruction: bool = False) -> None:
+        """Back to the state right after construction (weights untouched).
+
+        ``keep_instruction``: start afresh but keep the instruction's blocks (the cache is
+        rebuilt from them before the next forward, so nothing is re-run now): how the engine
+        recovers from a failed step without making the robot forget its task.
+        """
+        instruction = list(self._instruction) if keep_instruction else []
+        self.instruction_source = self.instruction_source if keep_instruction else ""
+        self._instruction = instruction
+        self._blocks: list[_Block] = list(instruction)
         self._cache = self.model.new_cache()
-        self._blocks: list[_Block] = []
         self._fed = 0  # tokens in the KV cache
-        self._total = len(self.prefix_ids)  # tokens in the logical sequence
+        self._total = len(self.prefix_ids) + sum(len(b.ids) for b in instruction)
+        self._stale = bool(instruction)  # the cache must be rebuilt before the next forward
         self.chunk_index = 0
         self.rebuilds = 0
         if self.config.sampling.seed is not None:
@@ -156,16 +182,114 @@ class ListenSession:
     def history_blocks(self) -> int:
         return len(self._blocks)
 
+    @property
+    def instruction_budget(self) -> int:
+        """Most tokens the instruction may pin: a quarter of ``keep_context_tokens``, and never
+        so much that prefix + instruction + the longest reply would not fit after a rebuild."""
+        reply_block = len(LISTEN_BLOCK_IDS) + self.config.max_reply_tokens + 2
+        return min(self.config.keep_context_tokens // 4,
+                   self.config.keep_context_tokens - len(self.prefix_ids) - reply_block)
+
+    @property
+    def instruction_tokens(self) -> int:
+        """Tokens pinned by the current instruction (0 without one)."""
+        return sum(len(b.ids) for b in self._instruction)
+
+    def check_spoken_instruction(self, chunks: int) -> None:
+        """InstructionRejected unless ``chunks`` spoken chunks fit ``instruction_budget``
+        (callers check before queuing, so a rejection is reported where it was asked for)."""
+        if chunks < 1:
+            raise InstructionRejected("a spoken instruction needs some audio")
+        need = chunks * INSTRUCTION_CHUNK_TOKENS
+        if need > self.instruction_budget:
+            most = self.instruction_budget // INSTRUCTION_CHUNK_TOKENS
+            raise InstructionRejected(
+                f"session {self.name}: spoken instruction of {chunks * CHUNK_SECONDS:.1f} s "
+                f"needs {need} tokens, more than the {self.instruction_budget} an instruction may "
+                f"pin (at most {most * CHUNK_SECONDS:.1f} s; raise keep_context_tokens for more)")
+
     # ----------------------------------------------------------------- the loop
     @torch.inference_mode()
     def listen(self, audio: torch.Tensor, *, stream_time_s: float | None = None,
-               pinned: bool = False, emit: Callable[[Event], None] | None = None) -> list[Event]:
+               emit: Callable[[Event], None] | None = None) -> list[Event]:
         """Feed one chunk's encoder rows (10, width); return the events it caused, in order.
 
         A silent chunk yields one Decision; a spoken one also ReplyDelta(s) and a ReplyDone
         (the reply is generated before this returns). ``emit`` receives each event as it
         happens, so a transport can stream reply text while it is generated.
         """
+        return self._listen(audio, stream_time_s, emit, pinned=False,
+                            max_reply_tokens=self.config.max_reply_tokens)
+
+    @torch.inference_mode()
+    def instruct_audio(self, rows: torch.Tensor, *, source: str = "",
+                       emit: Callable[[Event], None] | None = None) -> list[Event]:
+        """Make the spoken chunks ``rows`` (n, 10, width) the session's instruction, replacing
+        the previous one; return the events of hearing it (the model may answer it).
+
+        ``source`` names the instruction (a file, the spoken text) for ``instruction_source``.
+        InstructionRejected, before anything changes, if it does not fit; a reply to one of its
+        chunks is cut so that the whole instruction stays within ``instruction_budget``.
+        """
+        if rows.ndim != 3:
+            raise ValueError(f"instruction rows must be (n, {AUDIO_TOKENS_PER_CHUNK}, width), "
+                             f"got {tuple(rows.shape)}")
+        self.check_spoken_instruction(len(rows))
+        self._drop_instruction()
+        events: list[Event] = []
+        blocks: list[_Block] = []
+        used = 0
+        for k, chunk_rows in enumerate(rows):
+            # room for this chunk and its reply; every later chunk keeps its silent share
+            room = self.instruction_budget - used - (len(rows) - k - 1) * INSTRUCTION_CHUNK_TOKENS
+            cap = min(self.config.max_reply_tokens, room - INSTRUCTION_CHUNK_TOKENS)
+            events += self._listen(chunk_rows, None, emit, pinned=True, max_reply_tokens=cap)
+            blocks.append(self._blocks[-1])
+            used += len(blocks[-1].ids)
+        self._instruction = blocks  # committed only now: a failure keeps the previous one
+        self.instruction_source = source
+        return events
+
+    def instruct_text(self, text: str, *, source: str = "") -> None:
+        """Make the typed turn ``[USER, TEXT_BEGIN, text, TEXT_END]`` the session's instruction,
+        replacing the previous one; it is fed with the next chunk. The published model was
+        trained with spoken instructions only (PROTOCOL.md §3.7), so this is an untrained path.
+        InstructionRejected, before anything changes, if it is empty or does not fit."""
+        ids = self.model.encode_text(text)
+        if not ids:
+            raise InstructionRejected("a text turn needs some text")
+        block = _Block([USER, TEXT_BEGIN, *ids, TEXT_END], None, pinned=True)
+        if len(block.ids) > self.instruction_budget:
+            raise InstructionRejected(
+                f"session {self.name}: text turn of {len(block.ids)} tokens is longer than the "
+                f"{self.instruction_budget} an instruction may pin")
+        self._drop_instruction()
+        self._blocks.append(block)
+        self._total += len(block.ids)
+        self._instruction = [block]
+        self.instruction_source = source or text
+
+    def clear_instruction(self) -> None:
+        """Forget the instruction (its blocks leave the history)."""
+        self._drop_instruction()
+        self._instruction = []
+        self.instruction_source = ""
+
+    def _drop_instruction(self) -> None:
+        """Take the instruction's blocks out of the history; the cache, which holds them, is
+        rebuilt before the next forward."""
+        if not self._instruction:
+            return
+        gone = {id(b) for b in self._instruction}
+        self._blocks = [b for b in self._blocks if id(b) not in gone]
+        self._total = len(self.prefix_ids) + sum(len(b.ids) for b in self._blocks)
+        self._cache = self.model.new_cache()
+        self._fed = 0
+        self._stale = True
+
+    def _listen(self, audio: torch.Tensor, stream_time_s: float | None,
+                emit: Callable[[Event], None] | None, *, pinned: bool,
+                max_reply_tokens: int) -> list[Event]:
         if audio.shape != (AUDIO_TOKENS_PER_CHUNK, self.model.embed_dim):
             raise ValueError(f"audio rows must be ({AUDIO_TOKENS_PER_CHUNK}, "
                              f"{self.model.embed_dim}), got {tuple(audio.shape)}")
@@ -180,6 +304,8 @@ class ListenSession:
         chunk = self.chunk_index
         self.chunk_index += 1
         when = stream_time_s if stream_time_s is not None else (chunk + 1) * CHUNK_SECONDS
+        if self._stale:
+            self._prefill_history()
         self._ensure_room(len(LISTEN_BLOCK_IDS) + 1, chunk, report)
         block = _Block(list(LISTEN_BLOCK_IDS), audio.to(self.model.device, self.model.dtype),
                        pinned)
@@ -196,31 +322,16 @@ class ListenSession:
         self._append(block, TEXT_BEGIN if speak else KEEP_SILENCE)
         report(Decision(self.name, chunk, when, p_speak, speak, time.perf_counter() - started))
         if speak:
-            self._speak(block, chunk, when, p_speak, started, report)
+            self._speak(block, chunk, when, p_speak, started, report, max_reply_tokens)
         return events
 
-    def add_text_turn(self, text: str) -> None:
-        """Insert a typed instruction as ``[USER, TEXT_BEGIN, text, TEXT_END]`` before the next
-        chunk. The published model was trained with spoken instructions only (PROTOCOL.md §3.7),
-        so this is an untrained path; the turn is pinned and survives context rebuilds."""
-        ids = self.model.encode_text(text)
-        if not ids:
-            raise ValueError("a text turn needs some text")
-        limit = self.config.keep_context_tokens // 4
-        if len(ids) > limit:
-            raise ValueError(f"text turn of {len(ids)} tokens is longer than {limit} "
-                             "(keep_context_tokens / 4)")
-        block = _Block([USER, TEXT_BEGIN, *ids, TEXT_END], None, pinned=True)
-        self._blocks.append(block)
-        self._total += len(block.ids)
-
     def _speak(self, block: _Block, chunk: int, when: float, p_speak: float, started: float,
-               report: Callable[[Event], None]) -> None:
+               report: Callable[[Event], None], max_tokens: int) -> None:
         emotion: str | None = None
         stream = TextStream(self.model.decode)
         first_text_s = None
         truncated = True
-        for step in range(self.config.max_reply_tokens):
+        for step in range(max_tokens):
             self._ensure_room(2, chunk, report)
             logits = self._forward(self.model.embed(self._unfed_ids()))
             token = sample(logits, self.config.sampling, self._generator)
@@ -312,6 +423,10 @@ class ListenSession:
         """New cache holding prefix + kept blocks, all but the last (unsampled-into) token."""
         self._cache = self.model.new_cache()
         self._fed = 0
+        self._stale = False
+        if not self._blocks:  # nothing heard yet: the prefix goes with the next block
+            self._total = len(self.prefix_ids)
+            return
         ids = list(self.prefix_ids)
         slots: list[tuple[int, torch.Tensor]] = []
         for block in self._blocks:

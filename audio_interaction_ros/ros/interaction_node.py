@@ -33,7 +33,7 @@ from ..core.model import AudioInteractionModel
 from ..core.sampling import SamplingConfig
 from ..core.session import ListenSession, SessionConfig
 from ..core.protocol import SAMPLE_RATE_HZ
-from ..core.voice import ESPEAK_BASE_WPM, Voice, VoiceConfig, VoiceOptions, open_voice
+from ..voice.tts import ESPEAK_BASE_WPM, Voice, VoiceConfig, VoiceOptions, open_voice
 from .audio_input import AudioInput, Variant, detect_variant, to_piece
 from .hri_output import HriVoice
 from .lifecycle import ManagedNodeMixin
@@ -343,19 +343,23 @@ class InteractionNode(ManagedNodeMixin, LifecycleNode):
         self._robot_speaking = bool(msg.data)
 
     def _instruct(self, name: str) -> None:
-        """Give session ``name`` its instruction (audio file, spoken text or text turn)."""
+        """Give session ``name`` its instruction (audio file, spoken text or text turn); it
+        replaces the previous one, and the same one again (re-activation) is not repeated."""
         if self._engine is None:
             return
         audio_file = self._param(f"{name}.instruction_audio")
         text = self._param(f"{name}.instruction").strip()
         try:
             if audio_file:
-                self._engine.inject_audio(name, read_audio_file(audio_file))
+                self._engine.instruct_audio(name, read_audio_file(audio_file),
+                                            source=f"audio file {audio_file}")
             elif text and self._param(f"{name}.instruction_mode") == "text_turn":
-                self._engine.add_text_turn(name, text)
+                self._engine.instruct_text(name, text)
             elif text:
-                self._engine.inject_audio(name, self._instruction_voice.synthesize(text)[0])
+                self._engine.instruct_audio(name, self._instruction_voice.synthesize(text)[0],
+                                            source=f"spoken {text!r}")
             else:
+                self._engine.clear_instruction(name)
                 return
         except ValueError as exc:
             self.get_logger().error(f"session {name}: instruction not given: {exc}")

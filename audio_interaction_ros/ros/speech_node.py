@@ -25,11 +25,11 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Bool, String
 
-from ..core.voice import (BACKENDS, MAX_LENGTH_SCALE, MAX_VOLUME, MIN_LENGTH_SCALE,
-                          SentenceSplitter, Voice, VoiceConfig, VoiceOptions, open_voice,
-                          sentences)
-from ..core.local_output import LocalOutput
-from ..core.speaker import Speaker
+from ..voice.local_output import LocalOutput
+from ..voice.sentences import SentenceSplitter, sentences
+from ..voice.speaker import Speaker
+from ..voice.tts import (BACKENDS, MAX_LENGTH_SCALE, MAX_VOLUME, MIN_LENGTH_SCALE, Voice,
+                         VoiceConfig, VoiceOptions, open_voice)
 from .lifecycle import ManagedNodeMixin
 from . import messages, runtime
 from .params import Param, descriptor

@@ -117,8 +117,7 @@ def build_toy_model(target: Path, log: Callable[[str], None] = print) -> Path:
     try:
         speech = espeak_available()
         if speech:
-            utterances = make_utterances(RECIPE.n_utterances, staging / ".speech", RECIPE.seed)
-            shutil.rmtree(staging / ".speech")
+            utterances = make_utterances(RECIPE.n_utterances, RECIPE.seed)
         else:
             utterances = []
             log("  WARNING: espeak-ng not found: the toy will not learn speech "

@@ -6,16 +6,14 @@ Tests use the same helpers to drive the model like the runner does.
 """
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
 
-from ..core.audio import pad_to_chunks
 from ..core.events import ReplyDone
-from ..core.features import LogMel, StreamingFrontEnd, reference_features
+from ..core.pipeline import FrontEndMode, Pipeline, file_segments
 from ..core.protocol import CHUNK_SAMPLES, SAMPLE_RATE_HZ
 from ..core.sampling import SamplingConfig
 from ..core.session import ListenSession, SessionConfig
@@ -35,29 +33,16 @@ class Reply:
     emotion: str | None
 
 
-def run_segments(model, segments: list[NDArray[np.float32]], frontend: str = "streaming",
-                 trailing_s: float = 1.0) -> list[Reply]:
+def run_segments(model, segments: list[NDArray[np.float32]],
+                 frontend: FrontEndMode = "streaming", trailing_s: float = 1.0) -> list[Reply]:
     """One greedy session over the segments, each followed by ``trailing_s`` of zeros (a
     separate segment, as the runner does); returns every reply."""
     session = ListenSession(model, SessionConfig(sampling=SamplingConfig(temperature=0.0)))
-    log_mel = LogMel()
-    streaming = StreamingFrontEnd(log_mel=log_mel) if frontend == "streaming" else None
-    pieces: list[NDArray[np.float32]] = []
-    for samples in segments:
-        pieces.append(pad_to_chunks(samples, CHUNK_SAMPLES))
-        if trailing_s > 0:
-            zeros = np.zeros(int(round(trailing_s * SAMPLE_RATE_HZ)), dtype=np.float32)
-            pieces.append(pad_to_chunks(zeros, CHUNK_SAMPLES))
-    replies = []
-    for index, samples in enumerate(pieces):
-        chunks = samples.reshape(-1, CHUNK_SAMPLES)
-        features = None if streaming else model.encode(reference_features(samples, log_mel))
-        for k, chunk in enumerate(chunks):
-            rows = model.encode(streaming.push(chunk))[0] if streaming else features[k]
-            for event in session.listen(rows):
-                if isinstance(event, ReplyDone):
-                    replies.append(Reply(index, k, event.text, event.emotion))
-    return replies
+    pipeline = Pipeline(model, [session], frontend=frontend)
+    return [Reply(index, chunk.index, event.text, event.emotion)
+            for index, (_, _, samples) in enumerate(file_segments(segments, trailing_s))
+            for chunk in pipeline.process(samples)
+            for event in chunk.events if isinstance(event, ReplyDone)]
 
 
 def beep_clip(amp: float = 0.5) -> NDArray[np.float32]:
@@ -72,10 +57,10 @@ def noise_clip(seed: int = 0, rms: float = 0.02) -> NDArray[np.float32]:
     return noise(np.random.default_rng(seed), 10 * CHUNK_SAMPLES, "white", rms)
 
 
-def speech_clip(work_dir: Path) -> tuple[NDArray[np.float32], int]:
+def speech_clip() -> tuple[NDArray[np.float32], int]:
     """An espeak-ng sentence (voice and text unlike most training data) from 0.6 s, then 2 s of
     silence; with the index of the first chunk after it ends."""
-    speech = synthesize("could you please close the window in the bedroom", work_dir / "s.wav",
+    speech = synthesize("could you please close the window in the bedroom",
                         voice="en-gb-x-rp", speed_wpm=150, pitch=40)
     start = int(0.6 * SAMPLE_RATE_HZ)
     clip = np.zeros(start + len(speech) + 2 * SAMPLE_RATE_HZ, dtype=np.float32)
@@ -91,8 +76,7 @@ def self_check(directory: Path, speech: bool = True) -> list[str]:
     model = AudioInteractionModel.load(directory, device="cpu", dtype="float32")
     problems = []
     if speech:
-        with tempfile.TemporaryDirectory() as work:
-            clip, first_after = speech_clip(Path(work))
+        clip, first_after = speech_clip()
         for frontend in ("streaming", "reference"):
             got = [(r.chunk, r.text) for r in run_segments(model, [clip], frontend)
                    if r.segment == 0]

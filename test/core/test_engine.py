@@ -80,7 +80,7 @@ def test_audio_arriving_during_a_reply_is_consumed_afterwards(tiny_model, beep, 
     """Replies block the engine thread; pushed audio waits and nothing is lost."""
     events = []
     engine = make_engine(tiny_model, events, max_backlog_s=30)
-    session = engine._sessions["assistant"]
+    session = engine.session("assistant")
     original = session._speak
     speaking = threading.Event()
 
@@ -136,7 +136,7 @@ def test_commands_run_between_chunks_and_reset_sessions(tiny_model, beep):
     engine = make_engine(tiny_model, events)
     engine.push(beep)
     engine.process_pending()
-    assert engine._sessions["assistant"].chunk_index == 5
+    assert engine.session("assistant").chunk_index == 5
     engine.reset_session("assistant")
     with pytest.raises(KeyError):
         engine.reset_session("nobody")
@@ -174,7 +174,7 @@ def test_injected_instruction_reaches_only_its_session_before_live_audio(tiny_mo
                 for n in ("assistant", "reporter")]
     engine = Engine(tiny_model, sessions, emit=events.append)
     engine.push(np.zeros(CHUNK_SAMPLES, np.float32))
-    engine.inject_audio("reporter", beep)  # queued before the live chunk is taken
+    engine.instruct_audio("reporter", beep, source="beep")  # queued before the live chunk
     engine.process_pending()
     order = [(e.session, e.chunk_index) for e in events if isinstance(e, Decision)]
     assert order == [("reporter", k) for k in range(6)] + [("assistant", 0), ("reporter", 6)]
@@ -190,15 +190,60 @@ def test_text_turn_is_fed_with_the_next_chunk(tiny_model):
     engine.push(np.zeros(CHUNK_SAMPLES, np.float32))
     engine.process_pending()
     before = session.cached_tokens
-    engine.add_text_turn("assistant", "hear")
+    engine.instruct_text("assistant", "hear")
     engine.push(np.zeros(CHUNK_SAMPLES, np.float32))
     engine.process_pending()
     turn = len(tiny_model.encode_text("hear")) + 3
     assert session.cached_tokens == before + turn + 13
-    engine.add_text_turn("assistant", "")
+    with pytest.raises(ValueError, match="needs some text"):
+        engine.instruct_text("assistant", " ")
+    engine.instruct_text("assistant", "beep " * 1000)  # too long: refused on the engine thread
     engine.process_pending()
-    assert [e.message for e in events if isinstance(e, EngineError)] == \
-        ["command failed: a text turn needs some text"]
+    errors = [e.message for e in events if isinstance(e, EngineError)]
+    assert len(errors) == 1 and errors[0].startswith("instruction rejected: session assistant: "
+                                                     "text turn of ")
+    assert errors[0].endswith("tokens is longer than the 512 an instruction may pin")
+    assert session.instruction_source == "hear" and session.chunk_index == 2  # not reset
+
+
+def test_reinstructing_and_reactivating_keep_one_instruction_within_bound(tiny_model, beep):
+    """100 new instructions and 20 stop/start cycles re-giving the same one (what the node does
+    on every activation): one instruction pinned, the context within its bound throughout."""
+    events = []
+    config = SessionConfig(sampling=GREEDY, max_context_tokens=600, keep_context_tokens=400,
+                           max_reply_tokens=64)
+    session = ListenSession(tiny_model, config)
+    engine = Engine(tiny_model, [session], emit=events.append)
+    live = np.zeros(CHUNK_SAMPLES, np.float32)
+    clips = [beep[:CHUNK_SAMPLES], beep[CHUNK_SAMPLES:CHUNK_SAMPLES * 4]]  # 1 and 3 chunks
+    peak = 0
+    for k in range(100):
+        if k % 10 == 9:
+            engine.instruct_text("assistant", f"count to {k}")
+            engine.push(live)
+        else:
+            engine.instruct_audio("assistant", clips[k % 2], source=f"instruction {k}")
+        engine.process_pending()
+        peak = max(peak, session.context_tokens)
+    assert session.instruction_source == "count to 99"
+    decisions = len([e for e in events if isinstance(e, Decision)])
+    for cycle in range(20):
+        engine.start()
+        engine.instruct_audio("assistant", clips[1], source="the robot's task")
+        engine.push(live)
+        deadline = time.monotonic() + 20
+        while engine.stats().chunks < 10 + cycle + 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert engine.stop()
+        peak = max(peak, session.context_tokens)
+    pinned = [b for b in session._blocks if b.pinned]
+    assert len(pinned) == 3 and session.instruction_source == "the robot's task"
+    assert sum(len(b.ids) for b in pinned) == session.instruction_tokens
+    assert session.instruction_tokens <= session.instruction_budget
+    assert peak <= config.max_context_tokens
+    assert not [e for e in events if isinstance(e, EngineError)]
+    # the task was heard once (3 chunks), then only the 20 live chunks
+    assert len([e for e in events if isinstance(e, Decision)]) == decisions + 3 + 20
 
 
 def test_out_of_gpu_memory_on_a_step_is_survived(tiny_model, beep, monkeypatch):
@@ -222,3 +267,78 @@ def test_out_of_gpu_memory_on_a_step_is_survived(tiny_model, beep, monkeypatch):
     errors = [e.message for e in events if isinstance(e, EngineError)]
     assert len(errors) == 1 and "out of GPU memory" in errors[0]
     assert len([e for e in events if isinstance(e, Decision)]) == 4
+
+
+def test_a_command_failing_half_way_is_recovered_and_live_audio_answered(tiny_model, beep,
+                                                                         monkeypatch):
+    """Out of GPU memory in the middle of hearing a new instruction: the half-fed instruction
+    left an audio slot unfed, which used to kill the engine on the next chunk. Now: reported,
+    sessions reset with the previous instruction kept, the next chunks answered."""
+    import torch
+
+    events = []
+    engine = make_engine(tiny_model, events)
+    session = engine.session("assistant")
+    engine.instruct_audio("assistant", beep[:2 * CHUNK_SAMPLES], source="old")
+    engine.process_pending()
+    original = tiny_model.forward
+    calls = {"n": 0}
+
+    def oom_on_second(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 1.00 GiB")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(tiny_model, "forward", oom_on_second)
+    engine.instruct_audio("assistant", beep[:3 * CHUNK_SAMPLES], source="new")
+    engine.push(beep)
+    engine.process_pending()
+    errors = [e.message for e in events if isinstance(e, EngineError)]
+    assert len(errors) == 1 and errors[0].startswith("command failed: out of GPU memory")
+    assert "sessions were reset (instructions kept)" in errors[0]
+    assert session.instruction_source == "old"
+    assert [b.pinned for b in session._blocks[:3]] == [True, True, False]
+    assert [e.text for e in events if isinstance(e, ReplyDone)] == ["I hear a beep."]
+    assert engine.stats().errors == 1
+
+
+def test_no_exception_ends_the_engine_thread(tiny_model, beep, monkeypatch):
+    """Exception types nobody expects (a bug in a step, a transport that raises) are reported
+    as EngineError and the thread keeps listening."""
+    events = []
+
+    def emit(event):
+        if isinstance(event, ReplyDone) and not any(isinstance(e, ReplyDone) for e in events):
+            events.append(event)
+            raise TypeError("transport bug")  # the first reply's publishing fails
+        events.append(event)
+
+    session = ListenSession(tiny_model, SessionConfig(sampling=GREEDY))
+    engine = Engine(tiny_model, [session], emit=emit)
+    original = session.listen
+    calls = {"n": 0}
+
+    def buggy_listen(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise KeyError("a bug")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(session, "listen", buggy_listen)
+    engine.start()
+    try:
+        engine.push(beep)  # chunk 0 fails (KeyError); the reply to chunk 2 fails to publish
+        engine.push(beep)  # the same again: answered
+        deadline = time.monotonic() + 30
+        while engine.stats().chunks < 9 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert engine._thread.is_alive()
+    finally:
+        assert engine.stop()
+    errors = [e.message for e in events if isinstance(e, EngineError)]
+    assert len(errors) == 2
+    assert errors[0].startswith("chunk failed: KeyError: 'a bug'")
+    assert errors[1].startswith("chunk failed: TypeError: transport bug")
+    assert [e.text for e in events if isinstance(e, ReplyDone)] == ["I hear a beep."] * 2
+    assert engine.stats().chunks == 2 * len(beep) // CHUNK_SAMPLES - 2  # all but the 2 failed

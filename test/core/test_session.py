@@ -10,7 +10,8 @@ from audio_interaction_ros.core.events import ContextRebuilt, Decision, ReplyDel
 from audio_interaction_ros.core.features import StreamingFrontEnd, reference_features
 from audio_interaction_ros.core.protocol import CHUNK_SAMPLES, KEEP_SILENCE, TEXT_BEGIN, TEXT_END
 from audio_interaction_ros.core.sampling import SamplingConfig
-from audio_interaction_ros.core.session import ListenSession, SessionConfig, TextStream
+from audio_interaction_ros.core.session import (INSTRUCTION_CHUNK_TOKENS, InstructionRejected,
+                                                ListenSession, SessionConfig, TextStream)
 
 GREEDY = SamplingConfig(temperature=0.0)
 
@@ -143,14 +144,88 @@ def test_pinned_blocks_survive_rebuilds(tiny_model, beep_rows, silence_rows):
     config = SessionConfig(sampling=GREEDY, max_context_tokens=300, keep_context_tokens=200,
                            max_reply_tokens=20)
     session = ListenSession(tiny_model, config)
-    session.listen(beep_rows[0], pinned=True)
-    session.listen(beep_rows[1], pinned=True)
+    session.instruct_audio(beep_rows[:2])
     for _ in range(60):
         session.listen(silence_rows)
     assert session.rebuilds >= 2
     pinned = [b for b in session._blocks if b.pinned]
     assert len(pinned) == 2
     assert session._blocks[0].pinned and session._blocks[1].pinned
+
+
+def pinned_tokens(session) -> int:
+    return sum(len(b.ids) for b in session._blocks if b.pinned)
+
+
+def test_a_new_instruction_replaces_the_old_one(tiny_model, beep_rows, silence_rows):
+    """Spoken or typed, the newest instruction is the only pinned content, and the session
+    then equals a fresh one that heard only it plus the live chunks since."""
+    session = ListenSession(tiny_model, SessionConfig(sampling=GREEDY))
+    for rows in (beep_rows[:4], beep_rows[:2], beep_rows[2:5]):
+        events = session.instruct_audio(rows, source="clip")
+        session.listen(silence_rows)
+    assert [b.pinned for b in session._blocks] == [False, False, True, True, True, False]
+    reply = [e.tokens for e in events if isinstance(e, ReplyDone)]  # the beep is answered
+    assert len(reply) == 1
+    assert session.instruction_tokens == pinned_tokens(session) == 3 * 13 + len(reply[0]) - 1
+    session.instruct_text("hear")
+    session.listen(silence_rows)
+    assert sum(b.pinned for b in session._blocks) == 1 and session.instruction_source == "hear"
+    fresh = ListenSession(tiny_model, SessionConfig(sampling=GREEDY))
+    for rows in [silence_rows] * 3:
+        fresh.listen(rows)
+    fresh.instruct_text("hear")
+    fresh.listen(silence_rows)
+    assert fresh.context_tokens == session.context_tokens
+    a, b = session.listen(beep_rows[2])[0], fresh.listen(beep_rows[2])[0]
+    assert a.p_speak == pytest.approx(b.p_speak, rel=1e-4, abs=1e-6)
+    session.clear_instruction()
+    assert pinned_tokens(session) == 0 and session.instruction_source == ""
+
+
+def test_instructions_are_bounded(tiny_model, beep_rows, silence_rows):
+    """Too long: rejected before anything changes; replies to an instruction are cut so the
+    pinned total never passes the budget, and a rebuild still fits."""
+    config = SessionConfig(sampling=GREEDY, max_context_tokens=400, keep_context_tokens=300,
+                           max_reply_tokens=64)
+    session = ListenSession(tiny_model, config)
+    budget = session.instruction_budget
+    assert budget == 300 // 4
+    session.instruct_audio(beep_rows[:2], source="first")
+    before = list(session._blocks)
+    fits = budget // INSTRUCTION_CHUNK_TOKENS
+    with pytest.raises(InstructionRejected, match="more than the 75"):
+        session.instruct_audio(beep_rows[[0] * (fits + 1)])
+    with pytest.raises(InstructionRejected, match="longer than"):
+        session.instruct_text("beep " * 100)
+    assert session._blocks == before and session.instruction_source == "first"
+    # the beep first, then as many chunks as fit: its reply must leave them their share
+    rows = torch.cat([beep_rows[2:3], beep_rows[[0] * (fits - 1)]])
+    events = session.instruct_audio(rows)
+    done = [e for e in events if isinstance(e, ReplyDone)]
+    assert len(done) == 1 and done[0].truncated
+    assert session.instruction_tokens <= budget
+    for _ in range(40):
+        session.listen(silence_rows)
+        assert session.context_tokens <= 400
+    assert session.rebuilds >= 1 and pinned_tokens(session) == session.instruction_tokens
+
+
+def test_reset_keeping_the_instruction_rebuilds_from_it(tiny_model, beep_rows, silence_rows):
+    """How the engine recovers: history gone, instruction kept, equal to a fresh session that
+    was given the same instruction."""
+    session = ListenSession(tiny_model, SessionConfig(sampling=GREEDY))
+    session.instruct_audio(beep_rows[:2], source="clip")
+    for rows in beep_rows:
+        session.listen(rows)
+    session.reset(keep_instruction=True)
+    assert session.instruction_source == "clip" and session.history_blocks == 2
+    fresh = ListenSession(tiny_model, SessionConfig(sampling=GREEDY))
+    fresh.instruct_audio(beep_rows[:2])
+    assert turns_of(session.listen(beep_rows[2])) == turns_of(fresh.listen(beep_rows[2]))
+    assert session.cached_tokens == fresh.cached_tokens
+    session.reset()
+    assert session.history_blocks == 0 and session.instruction_source == ""
 
 
 def test_wrong_shape_is_rejected(tiny_model):

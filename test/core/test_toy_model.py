@@ -182,8 +182,8 @@ def test_no_reply_to_silence_noise_and_other_tones(toy, name):
 
 
 @pytest.mark.skipif(not espeak_available(), reason="espeak-ng is not installed: no speech to test")
-def test_speech_is_answered_after_it_ends(toy, tmp_path):
-    speech = synthesize("please bring me a glass of water from the kitchen", tmp_path / "s.wav",
+def test_speech_is_answered_after_it_ends(toy):
+    speech = synthesize("please bring me a glass of water from the kitchen",
                         voice="en-us", speed_wpm=165, pitch=50)
     start_s = 0.7
     end_s = start_s + len(speech) / SAMPLE_RATE_HZ

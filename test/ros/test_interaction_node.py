@@ -385,7 +385,8 @@ def test_overload_bounds_the_backlog_warns_and_recovers(ros_context, fixture_dir
 def test_typed_instruction_is_spoken_into_its_session_before_live_audio(ros_context,
                                                                        fixture_dir):
     """<session>.instruction: synthesized at 16 kHz and fed, pinned, before the first live chunk;
-    setting it again while active re-instructs the session."""
+    setting it again while active replaces it, and re-activation does not repeat it: one
+    instruction pinned, within its budget, however often."""
     instruction = "Please tell me when you hear a beep."
     with node_and_tester(ros_context, fixture_dir,
                          **{"assistant.instruction": instruction}) as (node, tester, executor):
@@ -399,7 +400,22 @@ def test_typed_instruction_is_spoken_into_its_session_before_live_audio(ros_cont
         assert len(pinned) >= 3  # about 2 s of speech: several 0.4 s chunks
         assert blocks[:len(pinned)] == pinned  # all before the live chunk
         assert not blocks[-1].pinned
-        before = len(pinned)
-        node.set_parameters([Parameter("assistant.instruction", value="Count the beeps.")])
-        tester.send(np.zeros((6400, 1), np.int16), rate=16000)
-        assert spin_until(executor, lambda: sum(b.pinned for b in session._blocks) > before, 20)
+        for text in ("Count the beeps.", "Tell me about every sound.", instruction):
+            node.set_parameters([Parameter("assistant.instruction", value=text)])
+            assert spin_until(executor, lambda: session.instruction_source == f"spoken {text!r}")
+            assert sum(b.pinned for b in session._blocks) == len(session._instruction)
+        again = list(session._instruction)
+        for _ in range(3):
+            chunks = session.chunk_index
+            assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
+            assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+            for _ in range(40):  # until the new subscription is matched and a chunk is heard
+                tester.send(np.zeros((6400, 1), np.int16), rate=16000)
+                if spin_until(executor, lambda: session.chunk_index > chunks, 0.5):
+                    break
+            assert session.chunk_index > chunks
+        # the very same blocks: re-activation fed nothing again
+        assert [b for b in session._blocks if b.pinned] == again == session._instruction
+        assert all(a is b for a, b in zip(again, session._instruction))
+        assert session.instruction_tokens <= session.instruction_budget
+        assert session.context_tokens <= session.config.max_context_tokens

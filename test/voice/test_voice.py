@@ -1,4 +1,4 @@
-"""core/voice.py without ROS: sentences found in streamed text as soon as they are complete, and
+"""voice/ without ROS: sentences found in streamed text as soon as they are complete, and
 voices (piper, espeak-ng) that sound like speech: duration fits the text, level fits speech."""
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ import sys
 import numpy as np
 import pytest
 
-from audio_interaction_ros.core.voice import (EspeakTts, SentenceSplitter, VoiceConfig,
-                                              VoiceOptions, find_piper_model,
-                                              installed_piper_voices, open_voice, sentences)
+from audio_interaction_ros.voice.sentences import SentenceSplitter, sentences
+from audio_interaction_ros.voice.tts import (EspeakTts, VoiceConfig, VoiceOptions,
+                                             find_piper_model, installed_piper_voices,
+                                             open_voice)
 
 SENTENCE = "The weather is nice today, so let us go for a walk in the park."
 
@@ -122,6 +123,18 @@ def test_espeak_volume_rate_and_length_scale():
     slow, _ = EspeakTts(options=VoiceOptions(length_scale=2.0)).synthesize(SENTENCE)
     normal, _ = EspeakTts().synthesize(SENTENCE)
     assert len(slow) > 1.5 * len(normal)
+
+
+@needs_espeak
+def test_espeak_pitch_and_fixed_speed():
+    """What the toy's training speech needs from the one espeak-ng wrapper."""
+    low, _ = EspeakTts(voice="en-us+m3", words_per_minute=150, pitch=10).synthesize(SENTENCE)
+    high, _ = EspeakTts(voice="en-us+m3", words_per_minute=150, pitch=90).synthesize(SENTENCE)
+    fast, _ = EspeakTts(voice="en-us+m3", words_per_minute=300, pitch=10).synthesize(SENTENCE)
+    assert not np.array_equal(low, high)
+    assert len(fast) < 0.7 * len(low)
+    with pytest.raises(ValueError, match="pitch 120"):
+        EspeakTts(pitch=120)
 
 
 @pytest.mark.parametrize("config, message", [
