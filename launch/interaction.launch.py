@@ -80,7 +80,8 @@ def _nodes(context):
     given = {name: config(name).perform(context) for name in OVERRIDES}
     overrides = {name: _text(value) for name, value in given.items() if value}
 
-    # the robot must not answer its own voice: its is_speaking mutes the microphone input
+    # the robot must not answer its own voice: the speech node's is_speaking (audio playing; not
+    # the interaction node's is_replying) mutes the microphone input
     self_hearing = [("robot_speaking", "speech/is_speaking")]
     interaction = LifecycleNode(
         package=PACKAGE, executable="interaction_node", name="audio_interaction", namespace="",
@@ -95,6 +96,8 @@ def _nodes(context):
                   output="screen", remappings=remaps,
                   parameters=[{"file": _text(config("audio_file"))}],
                   condition=UnlessCondition(config("use_mic")))
+    # the speech node speaks one reply stream: the merged ~/reply of every reply session (with
+    # several, remap to one session's audio_interaction/<session>/reply)
     speech = Node(package=PACKAGE, executable="speech_node", name="speech", output="screen",
                   remappings=[("reply", "audio_interaction/reply")],
                   parameters=[{"input": "reply", "wav_path": _text(config("speech_wav"))}],

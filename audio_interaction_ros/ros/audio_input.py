@@ -58,6 +58,7 @@ class AudioPiece:
     payload: NDArray[np.uint8]
     fmt: PcmFormat | None = None  # carried by the message (mgonzs13); None: the info topic's
     stamp_s: float | None = None  # header stamp; None: unstamped, stamped on arrival
+    frame_id: str = ""  # the microphone's TF frame (header.frame_id; '' when unstamped)
     refused: str = ""  # the message contradicts itself (why); payload is then empty
 
 
@@ -65,17 +66,18 @@ def to_piece(variant: Variant, msg) -> AudioPiece:
     """Convert a message of either variant, stamped or not (pure: no node, no state)."""
     header = getattr(msg, "header", None)
     stamp_s = messages.stamp_seconds(header.stamp) if header is not None else None
+    frame_id = header.frame_id if header is not None else ""
     if variant.info is not None:  # ros-drivers: raw bytes
         data = msg.audio if header is not None else msg
-        return AudioPiece(messages.payload(data.data), None, stamp_s)
+        return AudioPiece(messages.payload(data.data), None, stamp_s, frame_id)
     audio = msg.audio if header is not None else msg
     info = audio.info
     arrays = {name: getattr(audio.audio_data, name) for name, _, _ in PORTAUDIO_FORMATS.values()}
     try:
         payload, fmt = portaudio_payload(arrays, info.format, info.channels, info.rate)
     except ValueError as exc:
-        return AudioPiece(np.zeros(0, np.uint8), None, stamp_s, refused=str(exc))
-    return AudioPiece(payload, fmt, stamp_s)
+        return AudioPiece(np.zeros(0, np.uint8), None, stamp_s, frame_id, refused=str(exc))
+    return AudioPiece(payload, fmt, stamp_s, frame_id)
 
 
 class AudioInput:

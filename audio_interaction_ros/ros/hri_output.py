@@ -16,49 +16,37 @@ it as if the human had said it.
 """
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable
 
 from hri_msgs.msg import IdsList, LiveSpeech
 from std_msgs.msg import Bool, Header
 
 from ..core.events import Decision, Event, ReplyDelta, ReplyDone
-from . import messages
+from . import messages, qos
 
 TRACKED_PERIOD_S = 1.0
 VOICES_NS = "/humans/voices"
-VOICE_ID = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # one ROS name token
-
-
-def voice_id_problem(voice_id: str) -> str | None:
-    """None if ``voice_id`` is '' (off) or can be a topic name token, else why not."""
-    if voice_id == "" or VOICE_ID.fullmatch(voice_id):
-        return None
-    return (f"hri_voice_id must be '' (off) or a ROS name token (letters, digits, '_', not "
-            f"starting with a digit), e.g. anonymous_speaker; got {voice_id!r}")
 
 
 class HriVoice:
     """The REP-155 topics of one voice, fed with the engine's events."""
 
     def __init__(self, node, voice_id: str, sessions: Iterable[str],
-                 locale: Callable[[], str], qos, latched_qos) -> None:
+                 locale: Callable[[], str]) -> None:
         """Create lifecycle publishers (silent until the node activates) and the tracked timer.
 
+        :param voice_id: one ROS name token (the ``hri_voice_id`` parameter checks it).
         :param sessions: names of the sessions whose text is the voice's speech (transcribers).
         """
-        problem = voice_id_problem(voice_id)
-        if problem or not voice_id:
-            raise ValueError(problem or "hri_voice_id is '' (off)")
         self.voice_id = voice_id
         self.sessions = frozenset(sessions)
         self._node, self._locale = node, locale
         self._text: dict[str, str] = {}
         self._speaking: set[str] = set()
         make = node.create_lifecycle_publisher
-        self._speech = make(LiveSpeech, f"{VOICES_NS}/{voice_id}/speech", qos)
-        self._is_speaking = make(Bool, f"{VOICES_NS}/{voice_id}/is_speaking", latched_qos)
-        self._tracked = make(IdsList, f"{VOICES_NS}/tracked", qos)
+        self._speech = make(LiveSpeech, f"{VOICES_NS}/{voice_id}/speech", qos.TEXT)
+        self._is_speaking = make(Bool, f"{VOICES_NS}/{voice_id}/is_speaking", qos.LATCHED)
+        self._tracked = make(IdsList, f"{VOICES_NS}/tracked", qos.PERIODIC)
         self._timer = node.create_timer(TRACKED_PERIOD_S, self.publish_tracked)
 
     def publish_tracked(self) -> None:

@@ -104,7 +104,8 @@ def diagnostics(node) -> dict[str, str]:
 def answers_a_beep(executor, node, tts, driver, audio_input: str) -> None:
     """The node reads ``driver``'s topic as ``audio_input`` says, answers its beep on the TTS
     topic, and rejected nothing on the way."""
-    assert audio_input in diagnostics(node)["audio_input"] + " "
+    # (auto: until discovery shows the driver's publisher, the node keeps the stamped type)
+    assert spin_until(executor, lambda: audio_input in diagnostics(node)["audio_input"] + " ", 10)
     if isinstance(driver, RosDriversCapture):  # audio sent before the latched info arrives is
         assert spin_until(executor, lambda: node._ingest.format is not None, 10)  # refused
     driver.play(beep())
