@@ -42,6 +42,7 @@ $(STAMP): requirements.txt requirements-dev.txt tools/build_interfaces.sh
 	@$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements.txt -r requirements-dev.txt 2>&1 | grep -v "^WARNING: Location" || true
 	@$(PY) -c "import torch, transformers, rclpy" || { echo "venv install failed"; exit 1; }
 	@bash tools/build_interfaces.sh $(VENV)
+	@bash tools/build_interfaces.sh $(VENV) --prefix build/mgonzs13_prefix mgonzs13/audio_common_msgs
 	@touch $@
 
 # This package, installed as a robot's colcon build installs it (a copy, refreshed whenever a

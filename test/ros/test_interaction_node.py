@@ -190,8 +190,8 @@ F32 = np.array([0.1, np.nan, np.inf, -0.2], dtype="<f4")
 
 
 @pytest.mark.parametrize("inject, counter", [
-    pytest.param(lambda t: (t.info(48000, 2, coding="mp3"), t.send(beep_clip())),
-                 "input_messages.unsupported_format", id="compressed"),
+    pytest.param(lambda t: (t.info(48000, 2, coding="opus"), t.send(beep_clip())),
+                 "input_messages.unsupported_format", id="compressed"),  # mp3: test_audio_stacks
     pytest.param(lambda t: (t.info(48000, 2, fmt="S24LE"), t.send(beep_clip())),
                  "input_messages.unsupported_format", id="unknown-format"),
     pytest.param(lambda t: t.info(1000, 2), "input_messages.unsupported_format", id="absurd-rate"),
