@@ -26,8 +26,11 @@ STRICT = "AUDIO_INTERACTION_STRICT"
 
 
 def child_env(**extra: str) -> dict[str, str]:
-    """Environment for a child process that imports this checkout: the repository goes first
-    on PYTHONPATH, and what was there (a distribution's /opt/ros/...) stays."""
+    """Environment for a child process that imports this checkout.
+
+    The repository goes first on PYTHONPATH, and what was there (a distribution's /opt/ros/...)
+    stays.
+    """
     paths = [str(REPO), os.environ.get("PYTHONPATH", "")]
     return dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in paths if p), **extra)
 
@@ -67,7 +70,7 @@ def fixture_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model(fixture_dir):
-    """The fixture checkpoint loaded once, fp32 on CPU (the golden_fp32 reference precision)."""
+    """Load the fixture checkpoint once, fp32 on CPU (the golden_fp32 reference precision)."""
     from audio_interaction_ros.core.model import AudioInteractionModel
 
     return AudioInteractionModel.load(fixture_dir / "ckpt", device="cpu", dtype="float32")
@@ -80,13 +83,16 @@ def audio_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def toy_model_dir() -> Path:
-    """The toy checkpoint (release layout; knows "I hear a beep." and "Someone is speaking.")."""
+    """Return the toy checkpoint (release layout).
+
+    It knows "I hear a beep." and "Someone is speaking.".
+    """
     return toy_checkpoint()
 
 
 @pytest.fixture(scope="session")
 def toy_model(toy_model_dir):
-    """The toy checkpoint loaded once, fp32 on CPU."""
+    """Load the toy checkpoint once, fp32 on CPU."""
     from audio_interaction_ros.core.model import AudioInteractionModel
 
     return AudioInteractionModel.load(toy_model_dir, device="cpu", dtype="float32")
@@ -109,7 +115,7 @@ def beep_wav() -> Path:
 
 @pytest.fixture(scope="session")
 def speech_wav() -> Path:
-    """An espeak-ng sentence, 16 kHz mono, about 6 s with the silences (needs espeak-ng)."""
+    """Return an espeak-ng sentence, 16 kHz mono, about 6 s with the silences (needs espeak-ng)."""
     return _clip("speech")
 
 
@@ -121,7 +127,7 @@ def stereo_48k_wav() -> Path:
 
 @pytest.fixture(scope="session")
 def stereo_48k_mp3() -> Path:
-    """The same clip as MP3."""
+    """Return the same clip as MP3."""
     return _clip("beeps_48k_stereo_mp3")
 
 

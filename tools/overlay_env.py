@@ -1,7 +1,8 @@
-"""Run a command with an interface prefix laid over the venv (ARCHITECTURE.md §7, the trap of two
-interface packages of one name).
+"""Run a command with an interface prefix laid over the venv.
 
-    .venv/bin/python tools/overlay_env.py PREFIX -- COMMAND [ARG...]
+This is ARCHITECTURE.md §7, the trap of two interface packages of one name.
+
+.venv/bin/python tools/overlay_env.py PREFIX -- COMMAND [ARG...]
 
 mgonzs13/audio_common and ros-drivers/audio_common both name their message package
 ``audio_common_msgs``; the venv holds the ros-drivers stand-in and build/mgonzs13_prefix the other
@@ -27,7 +28,7 @@ def _joined(first: list[str], rest: str) -> str:
 
 def overlay_env(prefix: Path, venv: Path | None = None,
                 base: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment in which ``prefix``'s interface packages win over the venv's."""
+    """Return the environment in which ``prefix``'s interface packages win over the venv's."""
     venv = Path(venv or sys.prefix)
     base = dict(os.environ if base is None else base)
     py = f"python{sys.version_info.major}.{sys.version_info.minor}"

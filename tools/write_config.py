@@ -1,7 +1,9 @@
-"""Regenerate config/interaction.yaml and config/speech.yaml from the parameter tables
-(audio_interaction_ros/ros/params.py), so that a parameter is described in one place.
+"""Regenerate config/interaction.yaml and config/speech.yaml from the parameter tables.
 
-    python tools/write_config.py      # after changing a parameter; test/ros/test_params.py checks
+The tables are in audio_interaction_ros/ros/params.py, so that a parameter is described in one
+place.
+
+python tools/write_config.py      # after changing a parameter; test/ros/test_params.py checks
 """
 from __future__ import annotations
 
@@ -59,7 +61,7 @@ def _entries(params, indent: str) -> list[str]:
 
 
 def render(file_name: str) -> str:
-    """The text of ``config/<file_name>``."""
+    """Return the text of ``config/<file_name>``."""
     node, intro, example = HEADERS[file_name]
     table: ParamTable = {"interaction.yaml": INTERACTION, "speech.yaml": SPEECH}[file_name]
     lines = ["# " + line for line in textwrap.wrap(intro, 96)]

@@ -94,7 +94,8 @@ def decode_pcm(payload: bytes | bytearray | memoryview | NDArray[np.uint8], fmt:
         raise ValueError(
             f"channel_index {channel_index} does not exist in a {fmt.channels}-channel stream "
             f"(use -1 to downmix or 0..{fmt.channels - 1})")
-    raw = np.frombuffer(payload, dtype=np.uint8) if not isinstance(payload, np.ndarray) else payload
+    raw = (payload if isinstance(payload, np.ndarray)
+           else np.frombuffer(payload, dtype=np.uint8))
     usable = len(raw) - len(raw) % fmt.frame_bytes
     dtype, offset, scale = PCM_FORMATS[fmt.sample_format.upper()]
     frames = raw[:usable].view(dtype).reshape(-1, fmt.channels)
@@ -119,8 +120,9 @@ def decode_pcm(payload: bytes | bytearray | memoryview | NDArray[np.uint8], fmt:
 
 def portaudio_payload(arrays: Mapping[str, Sequence], format_code: int, channels: int,
                       rate_hz: int) -> tuple[NDArray[np.uint8], PcmFormat]:
-    """The samples of an mgonzs13 ``AudioData`` (five typed arrays, one filled) as PCM bytes, and
-    their format from the message's own ``AudioInfo``.
+    """Return the samples of an mgonzs13 ``AudioData`` as PCM bytes, with their format.
+
+    The message has five typed arrays, one filled; the format comes from its own ``AudioInfo``.
 
     :param arrays: array name (``float32_data`` ... ``uint8_data``) -> its interleaved samples.
     :raises ValueError: an unknown format code, or samples in another array than the format

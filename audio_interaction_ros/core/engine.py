@@ -62,8 +62,11 @@ class BatchStats:
 
 
 class Engine:
-    """Owns the model and the streams it serves; run it on its own thread with ``start()``, or
-    call ``process_pending()`` from one thread (tests, offline runs)."""
+    """Owns the model and the streams it serves.
+
+    Run it on its own thread with ``start()``, or call ``process_pending()`` from one thread
+    (tests, offline runs).
+    """
 
     def __init__(self, model: AudioInteractionModel, sessions: list[ListenSession] | None = None,
                  config: EngineConfig | None = None,
@@ -83,9 +86,11 @@ class Engine:
     def add_stream(self, name: str, sessions: list[ListenSession],
                    config: EngineConfig | None = None,
                    emit: Callable[[Event], None] | None = None) -> Stream:
-        """Serve one more audio input with its own ``sessions`` (each session belongs to one
-        stream), its own limits and its own event callback; it takes part from the next tick.
-        Names are unique; ValueError otherwise."""
+        """Serve one more audio input; it takes part from the next tick.
+
+        It has its own ``sessions`` (each session belongs to one stream), its own limits and its
+        own event callback. Names are unique; ValueError otherwise.
+        """
         with self._lock:
             if name in self._streams:
                 raise ValueError(f"a stream named {name!r} exists already")
@@ -100,8 +105,10 @@ class Engine:
         return stream
 
     def remove_stream(self, name: str) -> None:
-        """Stop serving stream ``name`` (KeyError if unknown): from the next tick on, its audio
-        is no longer taken; a reply in progress is abandoned."""
+        """Stop serving stream ``name`` (KeyError if unknown).
+
+        From the next tick on, its audio is no longer taken; a reply in progress is abandoned.
+        """
         with self._lock:
             streams = dict(self._streams)
             del streams[name]
@@ -189,8 +196,10 @@ class Engine:
         self._thread.start()
 
     def stop(self, timeout_s: float = 10.0) -> bool:
-        """Stop once the replies in progress have ended (no new chunk is taken); True if the
-        thread ended within ``timeout_s``."""
+        """Stop once the replies in progress have ended (no new chunk is taken).
+
+        True if the thread ended within ``timeout_s``.
+        """
         with self._lock:
             self._stopping = True
             self._lock.notify_all()
@@ -201,9 +210,11 @@ class Engine:
         return not thread.is_alive()
 
     def process_pending(self, max_chunks: int | None = None) -> int:
-        """Run ticks until no stream has a whole chunk buffered and no reply is going on (at
-        most ``max_chunks`` chunks are taken; replies they start are finished); return how many
-        chunks were taken."""
+        """Run ticks until no stream has a whole chunk buffered and no reply is going on.
+
+        At most ``max_chunks`` chunks are taken (replies they start are finished); return how many
+        chunks were taken.
+        """
         done = 0
         while True:
             took = self._tick(block=False, take=max_chunks is None or done < max_chunks)
@@ -225,8 +236,11 @@ class Engine:
 
     # ------------------------------------------------------------ one tick
     def _tick(self, block: bool, take: bool) -> int | None:
-        """One batched step; the number of chunks taken, or None when there was nothing to do
-        (not blocking) or the engine stops (blocking)."""
+        """One batched step.
+
+        The number of chunks taken, or None when there was nothing to do (not blocking) or the
+        engine stops (blocking).
+        """
         while True:
             streams = list(self._streams.values())
             for stream in streams:
@@ -278,8 +292,10 @@ class Engine:
 
     def _forward(self, listens: list[tuple[Stream, ListenRequest]], replying: list[Stream]
                  ) -> None:
-        """ONE forward for the tick's decisions and every reply in progress; then each
-        stream's bookkeeping, and the failures of the streams whose part failed."""
+        """ONE forward for the tick's decisions and every reply in progress.
+
+        Then each stream's bookkeeping, and the failures of the streams whose part failed.
+        """
         owner = {id(request.session): stream for stream, request in listens}
         speakers = [s for stream in replying for s in stream._replying]
         owner.update({id(s): stream for stream in replying for s in stream._replying})

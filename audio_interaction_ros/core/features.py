@@ -4,10 +4,10 @@ Two modes (PROTOCOL.md §2.2):
 - ``reference``: one mel over a whole input, floored at (input max - 8) as the authors' CLI and
   transformers' ``WhisperFeatureExtractor`` do. Needs the whole input first: used for parity and
   offline evaluation of recordings.
-- ``streaming``: causal, one chunk at a time. Each chunk's STFT sees the real previous samples on its
-  left (the right edge is reflect-padded: the future is not known yet) and the floor follows a
-  running maximum over a bounded window of recent chunks, so a loud bang an hour ago no longer
-  decides how today's silence looks.
+- ``streaming``: causal, one chunk at a time. Each chunk's STFT sees the real previous samples
+  on its left (the right edge is reflect-padded: the future is not known yet) and the floor
+  follows a running maximum over a bounded window of recent chunks, so a loud bang an hour ago
+  no longer decides how today's silence looks.
 
 The filterbank and window are the ones of transformers' ``WhisperFeatureExtractor``; we compute the
 STFT ourselves only because the extractor applies its floor per call, and streaming needs the
@@ -31,7 +31,7 @@ DEFAULT_FLOOR_WINDOW_S = 30.0
 
 
 def whisper_extractor() -> WhisperFeatureExtractor:
-    """The transformers feature extractor configured as the model's front end (128 bins)."""
+    """Return the transformers feature extractor configured as the model's front end (128 bins)."""
     return WhisperFeatureExtractor(feature_size=MEL_BINS, sampling_rate=SAMPLE_RATE_HZ,
                                    hop_length=MEL_HOP_SAMPLES, n_fft=MEL_FFT_SAMPLES)
 
@@ -45,7 +45,10 @@ class LogMel:
         self._window = torch.hann_window(MEL_FFT_SAMPLES)
 
     def log10_mel(self, samples: NDArray[np.float32]) -> torch.Tensor:
-        """(MEL_BINS, len(samples) // hop) log10 mel; the STFT's last frame is dropped as in Whisper."""
+        """Return the (MEL_BINS, len(samples) // hop) log10 mel.
+
+        The STFT's last frame is dropped, as in Whisper.
+        """
         wave = torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32))
         stft = torch.stft(wave, MEL_FFT_SAMPLES, MEL_HOP_SAMPLES, window=self._window,
                           center=True, pad_mode="reflect", return_complex=True)
@@ -58,7 +61,8 @@ def normalise(log_mel: torch.Tensor, max_log10: float) -> torch.Tensor:
     return (torch.clamp(log_mel, min=max_log10 - FLOOR_RANGE_LOG10) + 4.0) / 4.0
 
 
-def reference_features(samples: NDArray[np.float32], log_mel: LogMel | None = None) -> torch.Tensor:
+def reference_features(samples: NDArray[np.float32],
+                       log_mel: LogMel | None = None) -> torch.Tensor:
     """Mel of a whole input, floored at its own maximum: (128, 40 * n_chunks) for padded input."""
     log_mel = log_mel or LogMel()
     mel = log_mel.log10_mel(samples)

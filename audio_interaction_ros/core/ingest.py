@@ -49,7 +49,8 @@ class AudioIngest:
         """Adopt a newly announced format; return the rejection reason text, or None.
 
         A new rate starts a new resampler; MP3 (sample layout in the stream itself) keeps one
-        decoder while the stream stays MP3."""
+        decoder while the stream stays MP3.
+        """
         mp3 = fmt.coding_format.strip().lower() in MP3_CODINGS
         try:
             reason = mp3_unavailable_reason() if mp3 else None
@@ -135,8 +136,11 @@ class AudioIngest:
 
     def _convert_mp3(self, result: Converted, payload: NDArray[np.uint8],
                      stamp_s: float | None) -> Converted:
-        """Feed MP3 bytes; the frames they complete come out (none yet is not a loss: the
-        decoder holds the bytes of a frame until its end arrives)."""
+        """Feed MP3 bytes.
+
+        The frames they complete come out (none yet is not a loss: the decoder holds the bytes of a
+        frame until its end arrives).
+        """
         assert self._mp3 is not None
         decoded = self._mp3.decode(payload.tobytes())
         for error in decoded.errors:
@@ -161,7 +165,7 @@ class AudioIngest:
         return result
 
     def _stream_stamp(self, stamp_s: float | None, arrival_s: float | None) -> float | None:
-        """The payload's start: its header stamp, or for unstamped audio the sample count.
+        """Return the payload's start: its header stamp, or for unstamped audio the sample count.
 
         Unstamped audio (ros-drivers' AudioData) is stamped on arrival; after that, its clock is
         the number of samples received, so delivery jitter and bursts are not gaps. Only when

@@ -1,5 +1,6 @@
-"""MP3 arriving in pieces (ros-drivers' audio_capture publishes mp3 by default), decoded with
-FFmpeg through PyAV. No rclpy here.
+"""MP3 arriving in pieces, decoded with FFmpeg through PyAV. No rclpy here.
+
+ros-drivers' audio_capture publishes mp3 by default.
 
 Why PyAV and not soundfile: libsndfile 1.1+ decodes MPEG files (soundfile's wheel bundles 1.2.2),
 but only whole files: opened on a growing buffer it stops for good at the first end of data it
@@ -48,8 +49,10 @@ class Mp3Stream:
         self._codec = av.CodecContext.create("mp3float", "r")
 
     def decode(self, piece: bytes) -> Decoded:
-        """Feed the next bytes; get the audio of every frame they complete. Never raises on bad
-        data: what the decoder skips is reported in ``errors``."""
+        """Feed the next bytes; get the audio of every frame they complete.
+
+        Never raises on bad data: what the decoder skips is reported in ``errors``.
+        """
         out = Decoded()
         try:
             packets = self._codec.parse(bytes(piece))
@@ -68,7 +71,7 @@ class Mp3Stream:
 
 
 def _float_frames(frame) -> NDArray[np.float32]:
-    """A PyAV AudioFrame as float32 (frames, channels) in [-1, 1]."""
+    """Convert a PyAV AudioFrame to float32 (frames, channels) in [-1, 1]."""
     data = frame.to_ndarray()
     channels = len(frame.layout.channels)
     data = data if frame.format.is_planar else data.reshape(-1, channels).T

@@ -99,10 +99,12 @@ class Pipeline:
 
     # ------------------------------------------------------------------ encoder half
     def features(self, samples: NDArray[np.float32]) -> torch.Tensor:
-        """Log-mel (128, 40 n) of whole chunks of float32 mono 16 kHz audio, in this
-        pipeline's mode. Streaming: each chunk after the ones of earlier calls (causal state
-        kept). Reference: one mel over ``samples`` (their own floor); call it once per
-        recording, as the authors do."""
+        """Return the log-mel (128, 40 n) of whole chunks of float32 mono 16 kHz audio.
+
+        In this pipeline's mode. Streaming: each chunk after the ones of earlier calls (causal
+        state kept). Reference: one mel over ``samples`` (their own floor); call it once per
+        recording, as the authors do.
+        """
         if len(samples) == 0 or len(samples) % CHUNK_SAMPLES:
             raise ValueError(f"samples must be whole chunks of {CHUNK_SAMPLES}, "
                              f"got {len(samples)}")
@@ -112,7 +114,7 @@ class Pipeline:
         return reference_features(samples, self._log_mel)
 
     def encode(self, samples: NDArray[np.float32]) -> Encoded:
-        """Encoder rows of whole chunks (``features``, then the audio tower)."""
+        """Return the encoder rows of whole chunks (``features``, then the audio tower)."""
         started = time.perf_counter()
         mel = self.features(samples)
         featured = time.perf_counter()
@@ -120,8 +122,10 @@ class Pipeline:
         return Encoded(rows, featured - started, time.perf_counter() - featured)
 
     def encode_recording(self, samples: NDArray[np.float32]) -> torch.Tensor:
-        """Rows of a whole recording known in advance (a spoken instruction): reference mel,
-        padded to whole chunks; the stream's own front-end state is not touched."""
+        """Rows of a whole recording known in advance (a spoken instruction).
+
+        Reference mel, padded to whole chunks; the stream's own front-end state is not touched.
+        """
         audio = pad_to_chunks(np.asarray(samples, dtype=np.float32), CHUNK_SAMPLES)
         return self.model.encode(reference_features(audio, self._log_mel))
 
@@ -132,9 +136,11 @@ class Pipeline:
     # ------------------------------------------------------------------ session half
     def step(self, rows: torch.Tensor, *, stream_time_s: float | None = None,
              emit: Callable[[Event], None] | None = None) -> StepReport:
-        """Every session one step over one chunk's rows (10, width), batched: all decisions in
-        one forward, then the replies together (step.py). ``emit`` receives each event as it
-        happens (streamed reply text)."""
+        """Every session one step over one chunk's rows (10, width), batched.
+
+        All decisions in one forward, then the replies together (step.py). ``emit`` receives each
+        event as it happens (streamed reply text).
+        """
         events: list[Event] = []
 
         def report(_: ListenSession, event: Event) -> None:
@@ -150,8 +156,9 @@ class Pipeline:
     # ------------------------------------------------------------------ both
     def process(self, samples: NDArray[np.float32], *, start_s: float | None = None,
                 emit: Callable[[Event], None] | None = None) -> Iterator[ChunkResult]:
-        """Samples in (whole chunks), events out: one ``ChunkResult`` per chunk, yielded as
-        soon as every session has taken it.
+        """Take samples in (whole chunks), give events out.
+
+        One ``ChunkResult`` per chunk, yielded as soon as every session has taken it.
 
         ``start_s``: the stream time at the first sample (events are stamped with the end of
         their chunk); None lets each session count its own chunks. In reference mode the
@@ -176,8 +183,10 @@ class Pipeline:
 
 
 def encode_mels(model: AudioInteractionModel, mels: list[torch.Tensor]) -> torch.Tensor:
-    """Encoder rows (n, 10, width) of several mels (128, 40 k) in ONE audio-tower call: each
-    0.4 s chunk is its own window, so chunks of different streams batch exactly."""
+    """Encode several mels (128, 40 k) into rows (n, 10, width) in ONE audio-tower call.
+
+    Each 0.4 s chunk is its own window, so chunks of different streams batch exactly.
+    """
     rows = model.encode(mels[0] if len(mels) == 1 else torch.cat(mels, dim=1))
     if model.device.type == "cuda":  # kernels run asynchronously: time them whole
         torch.cuda.synchronize(model.device)
@@ -186,9 +195,12 @@ def encode_mels(model: AudioInteractionModel, mels: list[torch.Tensor]) -> torch
 
 def file_segments(clips: Iterable[NDArray[np.float32]], trailing_s: float
                   ) -> Iterator[tuple[int, str, NDArray[np.float32]]]:
-    """The authors' inference over files: each clip padded to whole chunks (segment
-    ``audio``), then ``trailing_s`` of zeros as a segment of its own (``trailing_silence``,
-    encoded separately in reference mode); yields (clip index, segment, samples)."""
+    """Split clips into segments as the authors' inference over files does.
+
+    Each clip padded to whole chunks (segment ``audio``), then ``trailing_s`` of zeros as a segment
+    of its own (``trailing_silence``, encoded separately in reference mode); yields (clip index,
+    segment, samples).
+    """
     for index, clip in enumerate(clips):
         yield index, "audio", pad_to_chunks(np.asarray(clip, dtype=np.float32), CHUNK_SAMPLES)
         if trailing_s > 0:

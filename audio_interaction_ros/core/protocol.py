@@ -40,7 +40,8 @@ EMOTIONS: dict[int, str] = {
 
 SYSTEM_PROMPT = (
     "You are a helpful assistant. When there is no user text, if the audio contains a question, "
-    "please answer it. If it is a sound effect, determine based on the sound whether help is needed."
+    "please answer it. If it is a sound effect, determine based on the sound whether help is "
+    "needed."
 )
 
 # One listening block: the audio slot the 10 encoder rows are written into, then the position

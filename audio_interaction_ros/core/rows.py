@@ -82,17 +82,18 @@ class KVCache:
 
     def write(self, layer: int, keys: torch.Tensor, values: torch.Tensor
               ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Store new (1, kv_heads, q, head_dim) keys/values after the valid positions of
-        ``layer``; return views of all valid + new positions. ``length`` moves only in
-        ``advance`` (after every layer ran), so a forward that fails half way leaves the
-        cache as it was."""
+        """Store new (1, kv_heads, q, head_dim) keys/values after the valid positions of ``layer``.
+
+        Return views of all valid + new positions. ``length`` moves only in ``advance`` (after
+        every layer ran), so a forward that fails half way leaves the cache as it was.
+        """
         start, stop = self.length, self.length + keys.shape[2]
         self._keys[layer][:, :, start:stop] = keys
         self._values[layer][:, :, start:stop] = values
         return self._keys[layer][:, :, :stop], self._values[layer][:, :, :stop]
 
     def layer(self, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Views of the valid keys/values of ``layer`` (1, kv_heads, length, head_dim)."""
+        """Return views of the valid keys/values of ``layer`` (1, kv_heads, length, head_dim)."""
         if not self._keys:
             empty = torch.empty((1, self.kv_heads, 0, self.head_dim), dtype=self.dtype,
                                 device=self.device)
@@ -152,8 +153,9 @@ class _RowPlan:
 def rows_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor,
                    value: torch.Tensor, attention_mask, dropout: float = 0.0,
                    scaling: float | None = None, **kwargs) -> tuple[torch.Tensor, None]:
-    """Attention of a packed forward, row by row against each row's own cache (see module
-    docstring); any other mask goes to transformers' SDPA unchanged.
+    """Attend a packed forward, row by row against each row's own cache (see module docstring).
+
+    Any other mask goes to transformers' SDPA unchanged.
 
     Grouped-query attention without copying keys/values per query head: the query heads that
     share a KV head are laid out as extra query rows of that head, (1, kv_heads, group * q, dim),
@@ -179,8 +181,10 @@ def rows_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tens
 
 
 def install(lm) -> None:
-    """Register the hook once and switch ``lm`` (a transformers causal LM) to it. Other masks
-    are built as for SDPA, so the LM called any other way computes what it did before."""
+    """Register the hook once and switch ``lm`` (a transformers causal LM) to it.
+
+    Other masks are built as for SDPA, so the LM called any other way computes what it did before.
+    """
     from transformers import AttentionInterface
     from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
@@ -191,9 +195,12 @@ def install(lm) -> None:
 
 
 def forward_hidden(decoder, rows: Sequence[Row]) -> torch.Tensor:
-    """Run every row's new tokens through ``decoder`` (the transformers base model, e.g.
-    ``Qwen2Model``) in one pass; write their keys/values into their caches and return the
-    final hidden state at each row's last token, (len(rows), width)."""
+    """Run every row's new tokens through ``decoder`` in one pass.
+
+    ``decoder`` is the transformers base model (e.g. ``Qwen2Model``). Write the rows' keys/values
+    into their caches and return the final hidden state at each row's last token,
+    (len(rows), width).
+    """
     if not rows:
         raise ValueError("a forward needs at least one row")
     if len({id(row.cache) for row in rows}) != len(rows):

@@ -1,22 +1,26 @@
-"""One listening session: the Audio-Interaction listen/speak loop. No rclpy, threads or clocks here.
+"""One listening session: the Audio-Interaction listen/speak loop.
+
+No rclpy, threads or clocks here.
 
 The loop (PROTOCOL.md §3), once per 0.4 s chunk:
 
 1. Append the listening block ``[AUDIO_BEGIN, PAD x10, ASSISTANT]`` after the last sampled token
-   (the first block follows the 46-token prefix) and write the chunk's 10 encoder rows over the PADs.
+   (the first block follows the 46-token prefix) and write the chunk's 10 encoder rows over the
+   PADs.
 2. Read the logits at ASSISTANT, restricted to KEEP_SILENCE / TEXT_BEGIN: the speak probability is
    the softmax over those two; the decision is sampled (greedy at temperature 0).
 3. KEEP_SILENCE: done, the token is fed with the next block. TEXT_BEGIN: speak one token at a time
-   until TEXT_END (an emotion id first, then text), at most ``max_reply_tokens``. Audio that arrives
-   meanwhile waits in the engine: a reply sits between chunk k and chunk k+1, as in training.
+   until TEXT_END (an emotion id first, then text), at most ``max_reply_tokens``. Audio that
+   arrives meanwhile waits in the engine: a reply sits between chunk k and chunk k+1, as in
+   training.
 
 Context policy (the reference crashes at 4096 positions, about 2 minutes): the session keeps its
 history as blocks (the prefix, then one block per chunk with its reply if any). Before any forward
 that would pass ``max_context_tokens`` it drops the oldest unpinned blocks until prefix + pinned
 blocks (the instruction) + the most recent blocks fit in ``keep_context_tokens``, and rebuilds
-the KV cache from those blocks with positions starting at 0 again, exactly as if a fresh session had
-heard only them. Memory is therefore bounded by ``max_context_tokens``, per-chunk attention cost
-is bounded, and one rebuild (a forward over ``keep_context_tokens``) happens every
+the KV cache from those blocks with positions starting at 0 again, exactly as if a fresh session
+had heard only them. Memory is therefore bounded by ``max_context_tokens``, per-chunk attention
+cost is bounded, and one rebuild (a forward over ``keep_context_tokens``) happens every
 ``(max - keep) / 13`` silent chunks (about 2 minutes of silence with the defaults).
 
 Instruction policy: a session has at most ONE instruction (spoken chunks, or a typed text turn),
@@ -165,8 +169,9 @@ class ListenSession:
 
     # ----------------------------------------------------------------- state
     def reset(self, keep_instruction: bool = False) -> None:
-        """Back to the state right after construction (weights untouched); a reply in progress
-        is abandoned without a ReplyDone.
+        """Back to the state right after construction (weights untouched).
+
+        A reply in progress is abandoned without a ReplyDone.
 
         ``keep_instruction``: start afresh but keep the instruction's blocks (the cache is
         rebuilt from them before the next forward, so nothing is re-run now): how the engine
@@ -219,8 +224,11 @@ class ListenSession:
 
     @property
     def instruction_budget(self) -> int:
-        """Most tokens the instruction may pin: a quarter of ``keep_context_tokens``, and never
-        so much that prefix + instruction + the longest reply would not fit after a rebuild."""
+        """Most tokens the instruction may pin.
+
+        A quarter of ``keep_context_tokens``, and never so much that prefix + instruction + the
+        longest reply would not fit after a rebuild.
+        """
         reply_block = len(LISTEN_BLOCK_IDS) + self.config.max_reply_tokens + 2
         return min(self.config.keep_context_tokens // 4,
                    self.config.keep_context_tokens - len(self.prefix_ids) - reply_block)
@@ -231,8 +239,10 @@ class ListenSession:
         return sum(len(b.ids) for b in self._instruction)
 
     def check_spoken_instruction(self, chunks: int) -> None:
-        """InstructionRejected unless ``chunks`` spoken chunks fit ``instruction_budget``
-        (callers check before queuing, so a rejection is reported where it was asked for)."""
+        """Raise InstructionRejected unless ``chunks`` spoken chunks fit ``instruction_budget``.
+
+        Callers check before queuing, so a rejection is reported where it was asked for.
+        """
         if chunks < 1:
             raise InstructionRejected("a spoken instruction needs some audio")
         need = chunks * INSTRUCTION_CHUNK_TOKENS
@@ -258,8 +268,9 @@ class ListenSession:
     @torch.inference_mode()
     def instruct_audio(self, rows: torch.Tensor, *, source: str = "",
                        emit: Callable[[Event], None] | None = None) -> list[Event]:
-        """Make the spoken chunks ``rows`` (n, 10, width) the session's instruction, replacing
-        the previous one; return the events of hearing it (the model may answer it).
+        """Make the spoken chunks ``rows`` (n, 10, width) the session's instruction.
+
+        It replaces the previous one; return the events of hearing it (the model may answer it).
 
         ``source`` names the instruction (a file, the spoken text) for ``instruction_source``.
         InstructionRejected, before anything changes, if it does not fit; a reply to one of its
@@ -287,10 +298,12 @@ class ListenSession:
         return events
 
     def instruct_text(self, text: str, *, source: str = "") -> None:
-        """Make the typed turn ``[USER, TEXT_BEGIN, text, TEXT_END]`` the session's instruction,
-        replacing the previous one; it is fed with the next chunk. The published model was
+        """Make the typed turn ``[USER, TEXT_BEGIN, text, TEXT_END]`` the session's instruction.
+
+        It replaces the previous one and is fed with the next chunk. The published model was
         trained with spoken instructions only (PROTOCOL.md §3.7), so this is an untrained path.
-        InstructionRejected, before anything changes, if it is empty or does not fit."""
+        InstructionRejected, before anything changes, if it is empty or does not fit.
+        """
         ids = self.model.encode_text(text)
         if not ids:
             raise InstructionRejected("a text turn needs some text")
@@ -319,8 +332,10 @@ class ListenSession:
             raise RuntimeError(f"session {self.name} is replying: {what} must wait")
 
     def _drop_instruction(self) -> None:
-        """Take the instruction's blocks out of the history; the cache, which holds them, is
-        rebuilt before the next forward."""
+        """Take the instruction's blocks out of the history.
+
+        The cache, which holds them, is rebuilt before the next forward.
+        """
         if not self._instruction:
             return
         gone = {id(b) for b in self._instruction}
@@ -346,9 +361,12 @@ class ListenSession:
     def listen_row(self, audio: torch.Tensor, report: Report, *,
                    stream_time_s: float | None = None, pinned: bool = False,
                    max_reply_tokens: int | None = None) -> Row:
-        """Phase 1 of a chunk: append its listening block (rebuilding the context first if it
-        would not fit, which is this session's own forward) and return the row to forward.
-        ``max_reply_tokens`` caps the reply this chunk may start (default: the config's)."""
+        """Phase 1 of a chunk.
+
+        Append its listening block (rebuilding the context first if it would not fit, which is this
+        session's own forward) and return the row to forward. ``max_reply_tokens`` caps the reply
+        this chunk may start (default: the config's).
+        """
         if audio.shape != (AUDIO_TOKENS_PER_CHUNK, self.model.embed_dim):
             raise ValueError(f"audio rows must be ({AUDIO_TOKENS_PER_CHUNK}, "
                              f"{self.model.embed_dim}), got {tuple(audio.shape)}")
@@ -372,8 +390,10 @@ class ListenSession:
         return self._row(embeds, LISTEN_HEAD)
 
     def take_decision(self, pair: torch.Tensor, started: float, report: Report) -> None:
-        """Phase 2: the KEEP_SILENCE/TEXT_BEGIN logits of the listen row -> the Decision; a
-        TEXT_BEGIN starts a reply (``speaking``)."""
+        """Phase 2: turn the KEEP_SILENCE/TEXT_BEGIN logits of the listen row into the Decision.
+
+        A TEXT_BEGIN starts a reply (``speaking``).
+        """
         if self._deciding is None:
             raise RuntimeError(f"session {self.name} has no listen row in flight")
         block, chunk, when, cap = self._deciding
@@ -391,7 +411,7 @@ class ListenSession:
 
     @torch.inference_mode()
     def reply_row(self, report: Report) -> Row:
-        """The next reply token's row (rebuilding the context first if it would not fit)."""
+        """Return the next reply token's row (rebuilding the context first if it would not fit)."""
         if self._reply is None:
             raise RuntimeError(f"session {self.name} is not replying")
         self._ensure_room(2, self._reply.chunk, report)
@@ -434,8 +454,11 @@ class ListenSession:
         self._total += 1
 
     def _unfed_ids(self) -> list[int]:
-        """Tokens of the logical sequence not yet in the cache: the prefix at the start, then
-        the last sampled token, plus any text turn added since (never an audio slot)."""
+        """Tokens of the logical sequence not yet in the cache.
+
+        The prefix at the start, then the last sampled token, plus any text turn added since (never
+        an audio slot).
+        """
         n = self._total - self._cache.length
         pieces: list[int] = []
         for block in reversed(self._blocks):
@@ -486,8 +509,10 @@ class ListenSession:
         report(ContextRebuilt(self.name, chunk, before, self._total, dropped))
 
     def _prefill_history(self) -> None:
-        """Refill the cache with prefix + kept blocks, all but the last (unsampled-into) token:
-        this session's own forward, outside any batch (a rebuild is rare and long)."""
+        """Refill the cache with prefix + kept blocks, all but the last (unsampled-into) token.
+
+        This session's own forward, outside any batch (a rebuild is rare and long).
+        """
         self._cache.clear()
         self._stale = False
         if not self._blocks:  # nothing heard yet: the prefix goes with the next block

@@ -60,9 +60,11 @@ class StepResult:
 @torch.inference_mode()
 def forward_step(model: "AudioInteractionModel", listens: Sequence[ListenRequest],
                  replying: Sequence["ListenSession"], report: Report) -> StepResult:
-    """One forward for ``listens`` (each gets its Decision) and ``replying`` (each samples one
-    reply token). A session may appear once. An exception of the forward itself propagates
-    (every row failed); one session's failure is in ``StepResult.failed``, the others go on.
+    """Run one forward for ``listens`` and ``replying``.
+
+    Each of ``listens`` gets its Decision and each of ``replying`` samples one reply token. A
+    session may appear once. An exception of the forward itself propagates (every row failed);
+    one session's failure is in ``StepResult.failed``, the others go on.
 
     Sessions that decide to speak are ``speaking`` afterwards: the caller puts them in
     ``replying`` on the following steps until they end (a row that ends drops out).
@@ -111,9 +113,11 @@ def _bound(report: Report, session: "ListenSession") -> Callable[[Event], None]:
 
 def run_chunk(model: "AudioInteractionModel", listens: Sequence[ListenRequest],
               report: Report) -> tuple[float, float]:
-    """``listens`` in one forward, then the replies they start together (one forward per token
-    for every row still replying) until the last one ends: one chunk when nothing else shares
-    the model. Any failure raises. Return (listen_s, reply_s)."""
+    """Run ``listens`` in one forward, then the replies they start together until the last ends.
+
+    One forward per token for every row still replying: one chunk when nothing else shares the
+    model. Any failure raises. Return (listen_s, reply_s).
+    """
     step = forward_step(model, listens, [], report)
     step.raise_first()
     reply_s = 0.0

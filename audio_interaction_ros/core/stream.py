@@ -34,8 +34,10 @@ RTF_WINDOW = 25  # chunks (10 s) over which the real-time factor is reported
 
 @dataclass(frozen=True)
 class EngineConfig:
-    """Limits of one stream (of the single-stream engine, or of one robot of a fleet); frozen:
-    build a new stream to change them."""
+    """Limits of one stream (of the single-stream engine, or of one robot of a fleet).
+
+    frozen: build a new stream to change them.
+    """
 
     max_backlog_s: float = 10.0
     floor_window_s: float = DEFAULT_FLOOR_WINDOW_S
@@ -153,7 +155,7 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 def describe(exc: Exception) -> str:
-    """What a failure was, as a log line: out of GPU memory is named as such."""
+    """Describe a failure as a log line: out of GPU memory is named as such."""
     if isinstance(exc, torch.OutOfMemoryError):
         return f"out of GPU memory: {exc}"
     if isinstance(exc, (RuntimeError, ValueError)):
@@ -210,8 +212,10 @@ class Stream:
                 self._lock.notify_all()
 
     def call_soon(self, command: Callable[[], None]) -> None:
-        """Run ``command`` on the engine thread between this stream's chunks (no reply of its
-        sessions going on): session changes, resets."""
+        """Run ``command`` on the engine thread between this stream's chunks.
+
+        That is, while no reply of its sessions is going on: session changes, resets.
+        """
         with self._lock:
             self._commands.append(command)
             self._lock.notify_all()
@@ -222,13 +226,13 @@ class Stream:
         self.call_soon(session.reset)
 
     def instruct_audio(self, name: str, samples: NDArray[np.float32], source: str = "") -> None:
-        """Make recorded audio (a spoken instruction) session ``name``'s instruction, replacing
-        its previous one, before the next live chunk.
+        """Make recorded audio (a spoken instruction) session ``name``'s instruction.
 
-        The whole recording is known, so it is encoded in reference mode (one mel, its own
-        floor). ``source`` names it: an instruction whose source equals the session's current
-        one is not fed again (re-activating a node must not repeat it). Too long for the
-        session's instruction budget: InstructionRejected (a ValueError) now, nothing queued.
+        It replaces the previous one before the next live chunk. The whole recording is known, so
+        it is encoded in reference mode (one mel, its own floor). ``source`` names it: an
+        instruction whose source equals the session's current one is not fed again (re-activating a
+        node must not repeat it). Too long for the session's instruction budget:
+        InstructionRejected (a ValueError) now, nothing queued.
         """
         session = self._sessions[name]
         audio = pad_to_chunks(np.asarray(samples, dtype=np.float32), CHUNK_SAMPLES)
@@ -236,9 +240,11 @@ class Stream:
         self._queue_instruction(name, _Instruction(source, audio=audio))
 
     def instruct_text(self, name: str, text: str) -> None:
-        """Make a typed turn session ``name``'s instruction (replacing the previous one) before
-        the next chunk; empty text raises ValueError now, a turn too long for the budget is
-        reported as an EngineError when its turn comes."""
+        """Make a typed turn session ``name``'s instruction before the next chunk.
+
+        It replaces the previous one. Empty text raises ValueError now; a turn too long for the
+        budget is reported as an EngineError when its turn comes.
+        """
         if name not in self._sessions:
             raise KeyError(name)
         if not text.strip():
@@ -252,7 +258,7 @@ class Stream:
         self._queue_instruction(name, _Instruction(""))
 
     def session(self, name: str) -> ListenSession:
-        """A session by name, to be changed only through ``call_soon``."""
+        """Return a session by name, to be changed only through ``call_soon``."""
         return self._sessions[name]
 
     @property
@@ -303,8 +309,10 @@ class Stream:
         return bool(self._commands) or bool(self._pending_drops)
 
     def _between_chunks(self) -> None:
-        """Commands and drop reports, only while no chunk of this stream is open (lock not
-        held by the caller)."""
+        """Run commands and drop reports, only while no chunk of this stream is open.
+
+        The caller does not hold the lock.
+        """
         if self._open is not None:
             return
         while True:
@@ -319,7 +327,7 @@ class Stream:
             self._fail(f"reporting failed: {describe(exc)}", 0)
 
     def _take_chunk(self) -> NDArray[np.float32] | None:
-        """The next whole chunk, if one is buffered and no chunk is open (lock held)."""
+        """Return the next whole chunk, if one is buffered and no chunk is open (lock held)."""
         if self._open is not None:
             return None
         return self._fifo.take(CHUNK_SAMPLES)
@@ -340,8 +348,11 @@ class Stream:
         self._emit(event)
 
     def _stepped(self, seconds: float) -> None:
-        """After a tick's forward: its time goes to the decision (a chunk taken in this tick)
-        or to the replies; the chunk closes when no session of the stream is replying."""
+        """After a tick's forward.
+
+        Its time goes to the decision (a chunk taken in this tick) or to the replies; the chunk
+        closes when no session of the stream is replying.
+        """
         chunk = self._open
         if chunk is None:
             return
@@ -391,11 +402,12 @@ class Stream:
             self._emit(AudioDropped(samples, reason))
 
     def _fail(self, message: str, lost_samples: int) -> None:
-        """The one recovery of every failure of this stream (its chunk, its command, its share
-        of a forward): the open chunk is abandoned and every session of the stream starts
-        afresh (a forward that failed half way leaves caches that no longer match their
-        histories); instructions are kept, their cache is rebuilt on the next chunk. Other
-        streams are not touched."""
+        """Recover from a failure of this stream (its chunk, command or share of a forward).
+
+        The open chunk is abandoned and every session of the stream starts afresh (a forward that
+        failed half way leaves caches that no longer match their histories); instructions are kept,
+        their cache is rebuilt on the next chunk. Other streams are not touched.
+        """
         self._open = None
         if torch.cuda.is_available():
             torch.cuda.empty_cache()  # after an OOM, give the allocator its blocks back

@@ -1,6 +1,8 @@
-"""The audio input, whichever audio stack the robot runs: the installed ``audio_common_msgs`` and
-the message type on the topic are found at runtime, and each message becomes what
-core/ingest.py takes (payload bytes, the format it carries if any, its stamp if any).
+"""The audio input, whichever audio stack the robot runs.
+
+The installed ``audio_common_msgs`` and the message type on the topic are found at runtime, and
+each message becomes what core/ingest.py takes (payload bytes, the format it carries if any, its
+stamp if any).
 
 Two packages share the name ``audio_common_msgs`` and only one can be installed:
 - ros-drivers/audio_common: ``AudioDataStamped`` / unstamped ``AudioData`` (raw bytes), the format
@@ -36,12 +38,12 @@ class Variant:
     info: type | None  # the separate format topic's type (ros-drivers only)
 
     def type_name(self, kind: str) -> str:
-        """The ROS type name of the ``stamped`` or ``data`` message, as the graph reports it."""
+        """Return the graph's ROS type name of the ``stamped`` or ``data`` message."""
         return f"audio_common_msgs/msg/{getattr(self, kind).__name__}"
 
 
 def detect_variant() -> Variant:
-    """The installed audio_common_msgs, told by its classes (mgonzs13's has AudioStamped)."""
+    """Tell the installed audio_common_msgs by its classes (mgonzs13's has AudioStamped)."""
     msgs = importlib.import_module("audio_common_msgs.msg")
     if hasattr(msgs, "AudioStamped") and hasattr(msgs, "Audio"):
         return Variant("mgonzs13", msgs.AudioStamped, msgs.Audio, None)
@@ -81,8 +83,11 @@ def to_piece(variant: Variant, msg) -> AudioPiece:
 
 
 class AudioInput:
-    """The audio (and, for ros-drivers, audio info) subscriptions of a node. The callbacks get
-    the messages as they come (convert audio ones with ``to_piece(input.variant, msg)``)."""
+    """The audio (and, for ros-drivers, audio info) subscriptions of a node.
+
+    The callbacks get the messages as they come (convert audio ones with ``to_piece(input.variant,
+    msg)``).
+    """
 
     def __init__(self, node, variant: Variant, audio_type: str, on_audio: Callable[[object], None],
                  on_info: Callable[[object], None], audio_qos, info_qos,
@@ -109,8 +114,11 @@ class AudioInput:
                 self.variant.info, self._info_topic, self._on_info, self._info_qos)
 
     def refresh(self) -> str | None:
-        """``auto``: switch to the other message type if only it is published on the topic
-        (a driver started after this node). Returns what changed, for the log, or None."""
+        """Switch to the other message type (``auto``) if only it is published on the topic.
+
+        That is the case of a driver started after this node. Returns what changed, for the log,
+        or None.
+        """
         if self.audio_type != "auto" or self._sub is None:
             return None
         kind = self._offered_kind(self.kind)
@@ -120,7 +128,7 @@ class AudioInput:
         return f"audio_type auto: the publishers offer {self.describe()}"
 
     def _offered_kind(self, current: str) -> str:
-        """``current`` unless the topic's publishers offer only the other message type."""
+        """Return ``current`` unless the topic's publishers offer only the other message type."""
         topic = self._node.resolve_topic_name(self._topic)
         offered = {info.topic_type for info in self._node.get_publishers_info_by_topic(topic)}
         other = "stamped" if current == "data" else "data"

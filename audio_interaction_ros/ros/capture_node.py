@@ -123,7 +123,7 @@ class CaptureNode(Node):
                                f" at {self.choice.rate_hz} Hz, {self.choice.channels} channel(s)")
 
     def _on_block(self, data, frame_count, time_info, status):
-        """PortAudio thread: copy and go; never block."""
+        """Copy and go on the PortAudio thread; never block."""
         import pyaudio
 
         if status & pyaudio.paInputOverflow:

@@ -1,5 +1,7 @@
-"""ros4hri (REP-155) output: what the model transcribes, published as one voice that an HRI stack
-(libhri/pyhri, a dialogue manager) consumes as it consumes asr_vosk's.
+"""ros4hri (REP-155) output.
+
+What the model transcribes, published as one voice that an HRI stack (libhri/pyhri, a dialogue
+manager) consumes as it consumes asr_vosk's.
 
 - ``/humans/voices/tracked`` (hri_msgs/IdsList): the voice id, every ``TRACKED_PERIOD_S`` (an HRI
   listener learns of a voice from this list, and only then subscribes to its topics);
@@ -50,7 +52,7 @@ class HriVoice:
         self._timer = node.create_timer(TRACKED_PERIOD_S, self.publish_tracked)
 
     def publish_tracked(self) -> None:
-        """The voice is tracked for as long as the node is active."""
+        """Publish the voice as tracked, for as long as the node is active."""
         self._tracked.publish(IdsList(header=Header(stamp=self._node.get_clock().now().to_msg()),
                                       ids=[self.voice_id]))
 

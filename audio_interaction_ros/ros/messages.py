@@ -23,14 +23,14 @@ _LIVE_SPEECH_FIELDS = frozenset(LiveSpeech.get_fields_and_field_types())
 
 
 def pcm_format(info) -> PcmFormat:
-    """What an AudioInfo says about the stream (validated by the caller's decode)."""
+    """Return what an AudioInfo says about the stream (validated by the caller's decode)."""
     return PcmFormat(sample_rate_hz=int(info.sample_rate), channels=int(info.channels),
                      sample_format=info.sample_format or "S16LE",
                      coding_format=info.coding_format)
 
 
 def payload(data) -> NDArray[np.uint8]:
-    """An AudioData's ``data`` (uint8[]) as a uint8 view, without a per-element copy."""
+    """Return an AudioData's ``data`` (uint8[]) as a uint8 view, without a per-element copy."""
     if isinstance(data, (bytes, bytearray, memoryview)):
         return np.frombuffer(data, dtype=np.uint8)
     if hasattr(data, "typecode"):  # array.array('B') as rclpy delivers uint8[]
@@ -43,7 +43,7 @@ def stamp_seconds(stamp: Time) -> float:
 
 
 def audio_info(sample_rate_hz: int, channels: int, sample_format: str = "S16LE"):
-    """A ros-drivers AudioInfo for raw PCM."""
+    """Build a ros-drivers AudioInfo for raw PCM."""
     from audio_common_msgs.msg import AudioInfo
 
     return AudioInfo(channels=channels, sample_rate=sample_rate_hz, sample_format=sample_format,
@@ -56,7 +56,7 @@ def _bits(sample_format: str) -> int:
 
 
 def audio_message(pcm: bytes | NDArray, stamp: Time, frame_id: str):
-    """A ros-drivers AudioDataStamped holding raw PCM bytes."""
+    """Build a ros-drivers AudioDataStamped holding raw PCM bytes."""
     from audio_common_msgs.msg import AudioData, AudioDataStamped
 
     data = pcm.tobytes() if isinstance(pcm, np.ndarray) else bytes(pcm)
@@ -66,8 +66,11 @@ def audio_message(pcm: bytes | NDArray, stamp: Time, frame_id: str):
 
 def live_speech(stamp: Time, frame_id: str, *, incremental: str = "", final: str = "",
                 confidence: float = 0.0, locale: str = "") -> LiveSpeech:
-    """A LiveSpeech; ``locale`` (language_REGION) fills whichever of ``locale`` and ``language``
-    (IETF: language-REGION) the installed hri_msgs has."""
+    """Build a LiveSpeech.
+
+    ``locale`` (language_REGION) fills whichever of ``locale`` and ``language`` (IETF:
+    language-REGION) the installed hri_msgs has.
+    """
     fields = dict(header=Header(stamp=stamp, frame_id=frame_id), incremental=incremental,
                   final=final, confidence=float(confidence))
     if "locale" in _LIVE_SPEECH_FIELDS:

@@ -1,5 +1,7 @@
-"""A node that prints what the interaction node publishes, one line per message (the demo's
-output, and a quick check on a robot: ``audio-interaction-bringup --print``)."""
+"""A node that prints what the interaction node publishes, one line per message.
+
+It is the demo's output, and a quick check on a robot: ``audio-interaction-bringup --print``.
+"""
 from __future__ import annotations
 
 import time

@@ -26,8 +26,11 @@ _sink: list[Callable[[str], None]] = [lambda text: None]
 
 
 def quiet_portaudio(log: Callable[[str], None]) -> None:
-    """Send ALSA's and JACK's messages to ``log`` instead of stderr (process-wide; the last
-    ``log`` given wins). Call before ``pyaudio.PyAudio()``; missing libraries are skipped."""
+    """Send ALSA's and JACK's messages to ``log`` instead of stderr.
+
+    Process-wide; the last ``log`` given wins. Call before ``pyaudio.PyAudio()``; missing
+    libraries are skipped.
+    """
     _sink[0] = log
     os.environ.setdefault("JACK_NO_START_SERVER", "1")
     if _hooks:
@@ -46,7 +49,7 @@ def quiet_portaudio(log: Callable[[str], None]) -> None:
 
 
 def _load(name: str) -> ctypes.CDLL | None:
-    """The shared library PortAudio uses (the same instance: dlopen shares it), or None."""
+    """Return the shared library PortAudio uses (the same instance: dlopen shares it), or None."""
     path = ctypes.util.find_library(name)
     if path is None:
         return None

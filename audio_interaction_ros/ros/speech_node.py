@@ -64,7 +64,7 @@ class SpeechNode(ManagedNodeMixin, LifecycleNode):
 
     @property
     def voice(self) -> Voice | None:
-        """The voice (None unless configured); for tests and benchmarks."""
+        """Return the configured voice, or None; for tests and benchmarks."""
         return self._voice
 
     def _apply_parameters(self, changes) -> None:

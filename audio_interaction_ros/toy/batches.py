@@ -93,5 +93,5 @@ def collate(examples: list[Example], in_map: dict[int, int],
 
 
 def decision_indices(seq: Sequence) -> set[int]:
-    """Indices of the ASSISTANT tokens (where the listen/speak decision is read)."""
+    """Return the indices of the ASSISTANT tokens (where the listen/speak decision is read)."""
     return {slot + AUDIO_TOKENS_PER_CHUNK for slot in seq.audio_slots}

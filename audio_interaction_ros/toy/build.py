@@ -40,8 +40,11 @@ class ToyBuildError(RuntimeError):
 
 
 def default_toy_dir() -> Path:
-    """``$AUDIO_INTERACTION_TOY_DIR``, else ``~/.cache/audio_interaction_ros/toy-<version>``
-    (``$XDG_CACHE_HOME`` instead of ``~/.cache`` when set)."""
+    """Return where the toy is cached by default.
+
+    ``$AUDIO_INTERACTION_TOY_DIR``, else ``~/.cache/audio_interaction_ros/toy-<version>``
+    (``$XDG_CACHE_HOME`` instead of ``~/.cache`` when set).
+    """
     if os.environ.get(ENV_DIR):
         return Path(os.environ[ENV_DIR]).expanduser()
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
@@ -49,7 +52,7 @@ def default_toy_dir() -> Path:
 
 
 def read_marker(directory: Path) -> dict | None:
-    """The build record of a toy checkpoint, or None if there is none."""
+    """Return the build record of a toy checkpoint, or None if there is none."""
     try:
         return json.loads((directory / MARKER).read_text())
     except (OSError, ValueError):
@@ -57,8 +60,11 @@ def read_marker(directory: Path) -> dict | None:
 
 
 def is_current(directory: Path) -> bool:
-    """A complete toy of this recipe version; one built without espeak-ng counts as stale once
-    espeak-ng is available (it could not learn speech)."""
+    """Tell whether ``directory`` holds a complete toy of this recipe version.
+
+    One built without espeak-ng counts as stale once espeak-ng is available (it could not learn
+    speech).
+    """
     from ..core.checkpoint import CheckpointError, verify_checkpoint
     from .speech import espeak_available
 
@@ -145,7 +151,10 @@ def build_toy_model(target: Path, log: Callable[[str], None] = print) -> Path:
 
 
 def _make_readable(directory: Path) -> None:
-    """mkdtemp and safetensors create owner-only files; a cache should read like any other."""
+    """Make the files readable: mkdtemp and safetensors create owner-only files.
+
+    A cache should read like any other.
+    """
     for path in [directory, *directory.rglob("*")]:
         path.chmod(0o755 if path.is_dir() else 0o644)
 
@@ -163,8 +172,11 @@ def _replace_dir(staging: Path, target: Path) -> None:
 
 def ensure_toy_model(cache_dir: Path | None = None, force: bool = False,
                      log: Callable[[str], None] | None = None) -> Path:
-    """Directory of the toy checkpoint (``cache_dir``, default ``default_toy_dir()``), built
-    first if missing, incomplete, of another recipe version, or ``force`` is set."""
+    """Return the directory of the toy checkpoint, built first if needed.
+
+    The directory is ``cache_dir``, default ``default_toy_dir()``; the toy is built if missing,
+    incomplete, of another recipe version, or if ``force`` is set.
+    """
     target = Path(cache_dir).expanduser() if cache_dir is not None else default_toy_dir()
     if not force and is_current(target):
         return target

@@ -35,8 +35,10 @@ class Reply:
 
 def run_segments(model, segments: list[NDArray[np.float32]],
                  frontend: FrontEndMode = "streaming", trailing_s: float = 1.0) -> list[Reply]:
-    """One greedy session over the segments, each followed by ``trailing_s`` of zeros (a
-    separate segment, as the runner does); returns every reply."""
+    """Run one greedy session over the segments and return every reply.
+
+    Each segment is followed by ``trailing_s`` of zeros (a separate segment, as the runner does).
+    """
     session = ListenSession(model, SessionConfig(sampling=SamplingConfig(temperature=0.0)))
     pipeline = Pipeline(model, [session], frontend=frontend)
     return [Reply(index, chunk.index, event.text, event.emotion)
@@ -58,8 +60,11 @@ def noise_clip(seed: int = 0, rms: float = 0.02) -> NDArray[np.float32]:
 
 
 def speech_clip() -> tuple[NDArray[np.float32], int]:
-    """An espeak-ng sentence (voice and text unlike most training data) from 0.6 s, then 2 s of
-    silence; with the index of the first chunk after it ends."""
+    """Return an espeak-ng sentence from 0.6 s, then 2 s of silence.
+
+    Its voice and text are unlike most training data. With the index of the first chunk after it
+    ends.
+    """
     speech = synthesize("could you please close the window in the bedroom",
                         voice="en-gb-x-rp", speed_wpm=150, pitch=40)
     start = int(0.6 * SAMPLE_RATE_HZ)
@@ -69,8 +74,11 @@ def speech_clip() -> tuple[NDArray[np.float32], int]:
 
 
 def self_check(directory: Path, speech: bool = True) -> list[str]:
-    """Problems found (empty when the toy behaves): beep answered in its chunk, silence and
-    noise not answered, speech answered within a chunk of its end; in both front-end modes."""
+    """Problems found (empty when the toy behaves).
+
+    Beep answered in its chunk, silence and noise not answered, speech answered within a chunk of
+    its end; in both front-end modes.
+    """
     from ..core.model import AudioInteractionModel
 
     model = AudioInteractionModel.load(directory, device="cpu", dtype="float32")

@@ -53,7 +53,8 @@ def _add(audio: NDArray[np.float32], start: int, piece: NDArray[np.float32]) -> 
         audio[start:end] += piece[:end - start]
 
 
-def _speech_gain(rng: np.random.Generator, utterance: NDArray[np.float32], bed_rms: float) -> float:
+def _speech_gain(rng: np.random.Generator, utterance: NDArray[np.float32],
+                 bed_rms: float) -> float:
     gain = log_uniform(rng, 0.03, 0.9)
     rms = gain * float(np.sqrt(np.mean(utterance ** 2)))
     return max(gain, gain * 6 * bed_rms / max(rms, 1e-9))  # speech at least ~15 dB above the bed
@@ -158,8 +159,11 @@ class StreamMaker:
         return Stream(segments, labels, content, self._preroll(), events)
 
     def _utterance(self) -> NDArray[np.float32]:
-        """An espeak-ng utterance, sometimes several run together (real talk lasts longer than
-        one synthetic sentence), sometimes in a room or through a band-limited microphone."""
+        """Return an espeak-ng utterance, sometimes several run together.
+
+        Real talk lasts longer than one synthetic sentence; sometimes in a room or through a
+        band-limited microphone.
+        """
         rng = self.rng
         pick = [self.utterances[int(rng.integers(len(self.utterances)))]]
         if rng.random() < 0.3:
@@ -174,8 +178,10 @@ class StreamMaker:
         return speech
 
     def _final_utterance(self, audio, speech_mask, events, last_end: int, bed_rms: float) -> None:
-        """Put an utterance that ends in the last chunk(s), so its reply falls in the zeros
-        after the file (the case of a recording that stops right after someone speaks)."""
+        """Put an utterance ending in the last chunk(s), so its reply falls in the zeros after it.
+
+        The case of a recording that stops right after someone speaks.
+        """
         rng = self.rng
         total = len(audio)
         utterance = self._utterance()

@@ -64,8 +64,10 @@ def make_example(stream: Stream, vocab: Vocabulary, rng: np.random.Generator,
 
 
 def concatenate(examples: list[Example], vocab: Vocabulary) -> Example:
-    """One long example from several streams heard back to back (no gap): how the toy learns
-    that minutes of history must not change its answer to the current chunk."""
+    """One long example from several streams heard back to back (no gap).
+
+    How the toy learns that minutes of history must not change its answer to the current chunk.
+    """
     labels = [label for example in examples for label in example.labels]
     return Example(torch.cat([e.mel for e in examples]), labels,
                    torch.cat([e.content for e in examples]), build_sequence(vocab, labels))

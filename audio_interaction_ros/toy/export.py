@@ -59,7 +59,10 @@ def _full_rows(compact: torch.Tensor, ids: tuple[int, ...]) -> torch.Tensor:
 
 
 def litgpt_state(lm: ToyLM, vocab: Vocabulary) -> dict[str, torch.Tensor]:
-    """The LM as litgpt tensors (inverse of ``core.checkpoint.litgpt_to_hf``), full vocabulary."""
+    """Return the LM as litgpt tensors, full vocabulary.
+
+    The inverse of ``core.checkpoint.litgpt_to_hf``.
+    """
     hf = {k: v.detach().float() for k, v in lm.body.state_dict().items()}
     state = {"transformer.wte.weight": _full_rows(hf["embed_tokens.weight"], vocab.inputs),
              "transformer.ln_f.weight": hf["norm.weight"],
@@ -95,7 +98,7 @@ def write_lm(directory: Path, state: dict[str, torch.Tensor]) -> None:
 
 
 def write_encoder(directory: Path, encoder: torch.nn.Module) -> None:
-    """The audio tower's state dict (persistent tensors only, as the release) and its config."""
+    """Write the audio tower's state dict (persistent tensors only, as released) and config."""
     from transformers import Qwen2_5OmniConfig
     from transformers.utils import logging as hf_logging
 

@@ -19,7 +19,7 @@ from .spec import ENCODER, LM
 
 
 def audio_encoder_config():
-    """The tiny ``Qwen2_5OmniAudioEncoderConfig`` (output_dim = LM width)."""
+    """Return the tiny ``Qwen2_5OmniAudioEncoderConfig`` (output_dim = LM width)."""
     from transformers.models.qwen2_5_omni.configuration_qwen2_5_omni import (
         Qwen2_5OmniAudioEncoderConfig)
 
@@ -33,7 +33,7 @@ def audio_encoder_config():
 
 
 def build_encoder() -> nn.Module:
-    """A freshly initialised tiny audio tower (transformers' init)."""
+    """Build a freshly initialised tiny audio tower (transformers' init)."""
     from transformers.models.qwen2_5_omni.modeling_qwen2_5_omni import Qwen2_5OmniAudioEncoder
 
     config = audio_encoder_config()
@@ -68,16 +68,21 @@ class ToyLM(nn.Module):
         nn.init.normal_(self.head.weight, std=config.initializer_range)
 
     def hidden(self, embeds: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        """Last hidden states (B, T, width). The all-ones mask keeps transformers from reading
-        the gap in ``positions`` as the start of a new packed sequence."""
+        """Last hidden states (B, T, width).
+
+        The all-ones mask keeps transformers from reading the gap in ``positions`` as the start of
+        a new packed sequence.
+        """
         mask = torch.ones(embeds.shape[:2], dtype=torch.long, device=embeds.device)
         return self.body(inputs_embeds=embeds, position_ids=positions, attention_mask=mask,
                          use_cache=False).last_hidden_state
 
 
 def encode_chunks(encoder: nn.Module, mel: torch.Tensor) -> torch.Tensor:
-    """Stock ``Qwen2_5OmniAudioEncoder`` math for independent 40-frame chunks, batched:
-    mel (N, 128, 40) -> (N, 10, output_dim). Equals ``encoder(mel2d, feature_lens=[40]*N)``."""
+    """Stock ``Qwen2_5OmniAudioEncoder`` math for independent 40-frame chunks, batched.
+
+    mel (N, 128, 40) -> (N, 10, output_dim). Equals ``encoder(mel2d, feature_lens=[40]*N)``.
+    """
     if mel.shape[1:] != (MEL_BINS, MEL_FRAMES_PER_CHUNK):
         raise ValueError(f"mel must be (N, {MEL_BINS}, {MEL_FRAMES_PER_CHUNK}), got {mel.shape}")
     x = F.gelu(encoder.conv1(mel))
@@ -100,7 +105,7 @@ def encode_chunks(encoder: nn.Module, mel: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def stock_encode(encoder: nn.Module, mel: torch.Tensor) -> torch.Tensor:
-    """The stock forward on the same chunks, as ``AudioInteractionModel.encode`` calls it."""
+    """Run the stock forward on the same chunks, as ``AudioInteractionModel.encode`` calls it."""
     n = mel.shape[0]
     flat = mel.permute(1, 0, 2).reshape(MEL_BINS, n * MEL_FRAMES_PER_CHUNK)
     lens = torch.full((n,), MEL_FRAMES_PER_CHUNK, dtype=torch.long)

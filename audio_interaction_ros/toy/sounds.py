@@ -31,19 +31,22 @@ def fade(signal: NDArray[np.float32], fade_s: float = 0.005) -> NDArray[np.float
 
 
 def sine(freq_hz: float, seconds: float, amp: float, phase: float = 0.0) -> NDArray[np.float32]:
-    """A pure tone with 5 ms fades (no clicks)."""
+    """Return a pure tone with 5 ms fades (no clicks)."""
     t = np.arange(int(seconds * SAMPLE_RATE_HZ)) / SAMPLE_RATE_HZ
     return fade((amp * np.sin(2 * np.pi * freq_hz * t + phase)).astype(np.float32))
 
 
 def beep(seconds: float, amp: float, freq_hz: float = 1000.0) -> NDArray[np.float32]:
-    """The sound the toy answers with "I hear a beep."."""
+    """Return the sound the toy answers with "I hear a beep."."""
     return sine(freq_hz, seconds, amp)
 
 
 def fft_len(n: int) -> int:
-    """A power of two >= n: numpy's FFT is orders of magnitude slower on lengths with large
-    prime factors, and utterance or burst lengths are arbitrary."""
+    """Return a power of two >= n.
+
+    numpy's FFT is orders of magnitude slower on lengths with large prime factors, and utterance or
+    burst lengths are arbitrary.
+    """
     return 1 << max(0, n - 1).bit_length()
 
 
@@ -63,7 +66,7 @@ def noise(rng: np.random.Generator, n: int, colour: str, rms: float) -> NDArray[
 
 
 def other_tone(rng: np.random.Generator, seconds: float, amp: float) -> NDArray[np.float32]:
-    """A tone that is not a beep: a sine, chord or harmonic tone with no energy near 1 kHz."""
+    """Return a tone that is not a beep: sine, chord or harmonic tone with no energy near 1 kHz."""
     while True:
         base = (log_uniform(rng, 90.0, 700.0) if rng.random() < 0.55
                 else log_uniform(rng, 1450.0, 6500.0))
@@ -80,7 +83,7 @@ def other_tone(rng: np.random.Generator, seconds: float, amp: float) -> NDArray[
 
 
 def band_limit(rng: np.random.Generator, signal: NDArray[np.float32]) -> NDArray[np.float32]:
-    """A random microphone/loudspeaker band: high-pass 60-400 Hz, low-pass 2.5-8 kHz, tilt."""
+    """Apply a random mic/loudspeaker band: high-pass 60-400 Hz, low-pass 2.5-8 kHz, tilt."""
     size = fft_len(len(signal))
     spectrum = np.fft.rfft(signal, size)
     freqs = np.fft.rfftfreq(size, 1 / SAMPLE_RATE_HZ)
@@ -93,8 +96,11 @@ def band_limit(rng: np.random.Generator, signal: NDArray[np.float32]) -> NDArray
 
 
 def reverberate(rng: np.random.Generator, signal: NDArray[np.float32]) -> NDArray[np.float32]:
-    """A small room: exponentially decaying noise as impulse response (RT60 0.1-0.4 s); the
-    result is trimmed again at -50 dB, so the labelled end includes the audible tail."""
+    """Place the sound in a small room.
+
+    Exponentially decaying noise as impulse response (RT60 0.1-0.4 s); the result is trimmed again
+    at -50 dB, so the labelled end includes the audible tail.
+    """
     rt60 = rng.uniform(0.1, 0.4)
     n_ir = int(rt60 * SAMPLE_RATE_HZ)
     t = np.arange(n_ir) / SAMPLE_RATE_HZ

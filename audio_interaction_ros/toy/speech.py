@@ -31,14 +31,16 @@ WORDS = ("please turn off the lights in kitchen open door window close what time
 
 
 def random_text(rng: np.random.Generator) -> str:
-    """A short sentence of 2-9 everyday words (content does not matter, only that it is speech)."""
+    """Return a short sentence of 2-9 everyday words (only that it is speech matters)."""
     count = int(rng.integers(2, 10))
     return " ".join(rng.choice(WORDS, size=count))
 
 
 def synthesize(text: str, voice: str, speed_wpm: int, pitch: int) -> NDArray[np.float32]:
-    """espeak-ng speech as float32 mono at 16 kHz, near-silent ends trimmed; ValueError (naming
-    the voice) if espeak-ng fails."""
+    """espeak-ng speech as float32 mono at 16 kHz, near-silent ends trimmed.
+
+    ValueError (naming the voice) if espeak-ng fails.
+    """
     tts = EspeakTts(voice, words_per_minute=speed_wpm, pitch=pitch, probe=False)
     samples, rate_hz = tts.synthesize(text)  # at espeak-ng's own rate
     # resampled here, not by the voice, which clips its overshoot: the toy learnt unclipped speech

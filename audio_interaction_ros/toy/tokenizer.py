@@ -117,12 +117,12 @@ def learn_merges(texts: list[str], max_merges: int = MAX_MERGES) -> list[tuple[s
 
 
 def corpus() -> list[str]:
-    """The texts the toy must encode: the system prompt and its replies (weighted)."""
+    """Return the texts the toy must encode: the system prompt and its replies (weighted)."""
     return [SYSTEM_PROMPT] * PROMPT_WEIGHT + [BEEP_REPLY, SPEECH_REPLY] * REPLY_WEIGHT
 
 
 def tokenizer_json(texts: list[str] | None = None) -> dict:
-    """The tokenizer.json document (HF ``tokenizers`` format, Qwen2 pipeline)."""
+    """Return the tokenizer.json document (HF ``tokenizers`` format, Qwen2 pipeline)."""
     merges = learn_merges(texts if texts is not None else corpus())
     vocab: dict[str, int] = {}
     for byte_id, symbol in enumerate(bytes_to_unicode().values()):

@@ -1,5 +1,7 @@
 """A local loudspeaker through PyAudio, for robots whose speaker is on the same computer.
-No rclpy here."""
+
+No rclpy here.
+"""
 from __future__ import annotations
 
 import threading
@@ -9,8 +11,11 @@ from numpy.typing import NDArray
 
 
 class LocalOutput:
-    """A local speaker through PyAudio: the PortAudio callback takes from a bounded FIFO and
-    plays silence when it is empty, so a late piece never blocks the publishing thread."""
+    """A local speaker through PyAudio.
+
+    The PortAudio callback takes from a bounded FIFO and plays silence when it is empty, so a late
+    piece never blocks the publishing thread.
+    """
 
     MAX_BUFFER_S = 30.0
 

@@ -49,13 +49,18 @@ class SentenceSplitter:
         return self.push(text_so_far[len(self._text):])
 
     def starts_anew(self, text_so_far: str) -> bool:
-        """True if ``text_so_far`` shares nothing with the text so far: a new reply, its
-        predecessor's end lost (e.g. the publisher restarted before its final)."""
+        """Tell whether ``text_so_far`` shares nothing with the text so far.
+
+        A new reply, its predecessor's end lost (e.g. the publisher restarted before its final).
+        """
         return bool(self._text) and bool(text_so_far) and text_so_far[0] != self._text[0]
 
     def finish(self, final_text: str | None = None) -> list[str]:
-        """The sentences left at the end of a reply (``final_text``: the whole reply, if known);
-        the splitter is then empty, ready for the next reply."""
+        """Return the sentences left at the end of a reply.
+
+        ``final_text``: the whole reply, if known. The splitter is then empty, ready for the next
+        reply.
+        """
         out = self.update(final_text) if final_text is not None else self._cut()
         rest = self._text[self._done:].strip()
         if _HAS_WORD.search(rest):
@@ -91,8 +96,10 @@ class SentenceSplitter:
 
 
 def sentences(text_stream: Iterable[str], max_chars: int = MAX_SENTENCE_CHARS) -> Iterator[str]:
-    """Yield the sentences of streamed text (pieces, e.g. tokens) as soon as each is complete,
-    and the unfinished rest when the stream ends."""
+    """Yield the sentences of streamed text (pieces, e.g. tokens) as soon as each is complete.
+
+    The unfinished rest comes last, when the stream ends.
+    """
     splitter = SentenceSplitter(max_chars)
     for piece in text_stream:
         yield from splitter.push(piece)

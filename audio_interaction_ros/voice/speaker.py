@@ -71,7 +71,9 @@ class Speaker:
                  speaking: Callable[[bool], None],
                  on_error: Callable[[str], None]) -> None:
         """:param emit: called with each S16 piece and the monotonic time it is due to play.
-        :param speaking: called on the publishing thread when speaking starts and ends."""
+
+        :param speaking: called on the publishing thread when speaking starts and ends.
+        """
         self._voice = voice
         self._rate_hz = voice.sample_rate_hz
         self._chunk_samples = max(1, round(chunk_s * self._rate_hz))

@@ -108,7 +108,7 @@ class Voice(ABC):
 
     @abstractmethod
     def _render(self, text: str, length_scale: float) -> tuple[NDArray[np.float32], int]:
-        """Samples at the backend's own rate, without gain."""
+        """Render samples at the backend's own rate, without gain."""
 
     def close(self) -> None:
         """Release the backend's resources (idempotent)."""
@@ -221,9 +221,11 @@ class EspeakTts(Voice):
                  options: VoiceOptions = VoiceOptions(), words_per_minute: int | None = None,
                  timeout_s: float = 30.0, probe: bool = True, pitch: int | None = None) -> None:
         """:param voice: an espeak-ng voice, with a variant if wanted (``en-gb-x-rp+m3``).
+
         :param words_per_minute: fixed speed; None derives it from ``options.length_scale``.
         :param probe: speak a word now, so that an unknown voice fails here and not later.
-        :param pitch: espeak-ng's pitch, 0-99 (None: the voice's own, 50)."""
+        :param pitch: espeak-ng's pitch, 0-99 (None: the voice's own, 50).
+        """
         self._exe = shutil.which("espeak-ng")
         if self._exe is None:
             raise ValueError("espeak-ng is not installed (apt-get install espeak-ng)")

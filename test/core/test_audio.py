@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from audio_interaction_ros.core.audio import (PcmFormat, StreamResampler, decode_pcm, pad_to_chunks,
-                                              read_audio_file, resample)
+from audio_interaction_ros.core.audio import (PcmFormat, StreamResampler, decode_pcm,
+                                              pad_to_chunks, read_audio_file, resample)
 
 RNG = np.random.default_rng(0)
 

@@ -1,5 +1,8 @@
-"""What other audio stacks send, in core terms (no rclpy): mgonzs13's five typed arrays with a
-PortAudio format in every message, unstamped audio, and MP3 cut into messages."""
+"""What other audio stacks send, in core terms (no rclpy).
+
+mgonzs13's five typed arrays with a PortAudio format in every message, unstamped audio, and MP3 cut
+into messages.
+"""
 from __future__ import annotations
 
 import array

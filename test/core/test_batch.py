@@ -40,8 +40,11 @@ class Lane:
 
 
 def tick(model, lanes: list[Lane]) -> None:
-    """ONE forward for every due lane: the next reply token of a speaking session, the next
-    chunk of the others (what the engine does for the streams it serves)."""
+    """ONE forward for every due lane.
+
+    The next reply token of a speaking session, the next chunk of the others (what the engine does
+    for the streams it serves).
+    """
     by_name = {lane.session.name: lane for lane in lanes}
     listens = [ListenRequest(lane.session, lane.queue.popleft()) for lane in lanes
                if lane.due and not lane.session.speaking]
@@ -133,7 +136,7 @@ class RowCounter:
 @pytest.mark.parametrize("sampling", [GREEDY, SamplingConfig(temperature=0.3, top_k=3, seed=7)],
                          ids=["greedy", "sampled"])
 def test_each_row_of_a_batch_gives_what_its_session_gives_alone(toy_model, rows, sampling,
-                                                               monkeypatch):
+                                                                monkeypatch):
     alone = build_lanes(toy_model, rows, sampling)
     together = build_lanes(toy_model, rows, sampling)
     run_alone(toy_model, alone)
@@ -157,8 +160,11 @@ def test_each_row_of_a_batch_gives_what_its_session_gives_alone(toy_model, rows,
 
 
 def test_rows_of_different_lengths_and_heads_match_one_row_forwards(toy_model):
-    """The model layer alone: 58-, 13- and 1-token rows on caches of 0, 300 and 1000
-    positions; full head, the two decision columns, and no head (a rebuild)."""
+    """The model layer alone.
+
+    58-, 13- and 1-token rows on caches of 0, 300 and 1000 positions; full head, the two decision
+    columns, and no head (a rebuild).
+    """
     generator = torch.Generator().manual_seed(0)
     ids = [torch.randint(0, 5000, (n,), generator=generator).tolist() for n in (1000, 300)]
 
@@ -166,7 +172,7 @@ def test_rows_of_different_lengths_and_heads_match_one_row_forwards(toy_model):
         made = [toy_model.new_cache() for _ in range(3)]
         for cache, prefix in zip(made[1:], ids):
             toy_model.forward([Row(toy_model.embed(prefix), cache,
-                                    torch.arange(len(prefix)), ())])
+                                   torch.arange(len(prefix)), ())])
         return made
 
     def rows_for(made):
@@ -187,7 +193,7 @@ def test_rows_of_different_lengths_and_heads_match_one_row_forwards(toy_model):
     torch.testing.assert_close(whole[[KEEP_SILENCE, TEXT_BEGIN]], pair, rtol=0, atol=1e-4)
     cache = row.cache
     empty = toy_model.forward([Row(toy_model.embed([5]), cache, torch.tensor([cache.length]),
-                                    ())])
+                                   ())])
     assert empty[0].numel() == 0 and cache.length == 1000 + 13 + 1
 
 
@@ -195,7 +201,7 @@ def test_a_session_appears_once_per_step(toy_model, rows):
     session = ListenSession(toy_model, SessionConfig(sampling=GREEDY))
     with pytest.raises(ValueError, match="only one row"):
         forward_step(toy_model, [ListenRequest(session, rows[1]),
-                                  ListenRequest(session, rows[1])], [], ignore)
+                                 ListenRequest(session, rows[1])], [], ignore)
 
 
 def test_kv_cache_grows_by_doubling_within_its_bound(toy_model):

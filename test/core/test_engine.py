@@ -52,7 +52,10 @@ def test_any_piece_sizes_give_whole_chunks_in_order(toy_model, beep):
         b.push(beep[start:start + size])
         b.process_pending()
         start += size
-    decisions = lambda evs: [(e.chunk_index, e.speak) for e in evs if isinstance(e, Decision)]
+
+    def decisions(evs):
+        return [(e.chunk_index, e.speak) for e in evs if isinstance(e, Decision)]
+
     assert decisions(events_a) == decisions(events_b)
     assert len(decisions(events_a)) == len(beep) // CHUNK_SAMPLES  # partial chunk waits
     assert [e.text for e in events_a if isinstance(e, ReplyDone)] == ["I hear a beep."]
@@ -209,7 +212,8 @@ def test_text_turn_is_fed_with_the_next_chunk(toy_model):
 
 def test_reinstructing_and_reactivating_keep_one_instruction_within_bound(toy_model, beep):
     """100 new instructions and 20 stop/start cycles re-giving the same one (what the node does
-    on every activation): one instruction pinned, the context within its bound throughout."""
+    on every activation): one instruction pinned, the context within its bound throughout.
+    """
     events = []
     config = SessionConfig(sampling=GREEDY, max_context_tokens=600, keep_context_tokens=400,
                            max_reply_tokens=64)
@@ -272,9 +276,12 @@ def test_out_of_gpu_memory_on_a_step_is_survived(toy_model, beep, monkeypatch):
 
 def test_a_command_failing_half_way_is_recovered_and_live_audio_answered(toy_model, beep,
                                                                          monkeypatch):
-    """Out of GPU memory in the middle of hearing a new instruction: the half-fed instruction
-    left an audio slot unfed, which used to kill the engine on the next chunk. Now: reported,
-    sessions reset with the previous instruction kept, the next chunks answered."""
+    """Out of GPU memory in the middle of hearing a new instruction.
+
+    The half-fed instruction left an audio slot unfed, which used to kill the engine on the next
+    chunk. Now: reported, sessions reset with the previous instruction kept, the next chunks
+    answered.
+    """
     import torch
 
     events = []
@@ -306,7 +313,8 @@ def test_a_command_failing_half_way_is_recovered_and_live_audio_answered(toy_mod
 
 def test_no_exception_ends_the_engine_thread(toy_model, beep, monkeypatch):
     """Exception types nobody expects (a bug in a step, a transport that raises) are reported
-    as EngineError and the thread keeps listening."""
+    as EngineError and the thread keeps listening.
+    """
     events = []
 
     def emit(event):

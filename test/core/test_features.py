@@ -1,4 +1,7 @@
-"""The mel front end: reference mode equals transformers' Whisper extractor, streaming is causal."""
+"""The mel front end.
+
+Reference mode equals transformers' Whisper extractor; streaming is causal.
+"""
 from __future__ import annotations
 
 import numpy as np

@@ -1,5 +1,8 @@
-"""The ingest layer under hostile input: never raises, every rejection counted with a reason,
-output always finite float32 in [-1, 1] at 16 kHz."""
+"""The ingest layer under hostile input.
+
+Never raises, every rejection counted with a reason, output always finite float32 in [-1, 1] at
+16 kHz.
+"""
 from __future__ import annotations
 
 import numpy as np

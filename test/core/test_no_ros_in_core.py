@@ -15,7 +15,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 def loaded_by(modules: list[str], watched: tuple[str, ...]) -> list[str]:
     """Modules whose name starts with one of ``watched`` after importing ``modules`` in a
-    fresh interpreter."""
+    fresh interpreter.
+    """
     code = ("import importlib, json, sys\n"
             f"for name in {modules!r}: importlib.import_module(name)\n"
             f"print(json.dumps(sorted(m for m in sys.modules if m.startswith({watched!r}))))\n")
@@ -32,8 +33,11 @@ def test_core_imports_without_rclpy():
 
 
 def test_voice_needs_only_core_audio():
-    """voice/ runs where the model does not: no torch, transformers or rclpy, and of core/ only
-    audio.py (with the protocol constants it reads)."""
+    """voice/ runs where the model does not.
+
+    No torch, transformers or rclpy, and of core/ only audio.py (with the protocol constants it
+    reads).
+    """
     modules = [f"audio_interaction_ros.voice.{m.name}"
                for m in pkgutil.iter_modules(voice.__path__)]
     assert len(modules) >= 4

@@ -50,8 +50,10 @@ def segments(fixture_dir, result):
 
 
 class Recorder:
-    """Wraps model.forward to keep (first cache position, length, logits) of every row. A
-    listen row computes only the KEEP_SILENCE/TEXT_BEGIN logits: kept as {id: logit}."""
+    """Wraps model.forward to keep (first cache position, length, logits) of every row.
+
+    A listen row computes only the KEEP_SILENCE/TEXT_BEGIN logits: kept as {id: logit}.
+    """
 
     def __init__(self, model, monkeypatch):
         self.calls: list[tuple[int, int, torch.Tensor | dict[int, float]]] = []
@@ -72,8 +74,11 @@ class Recorder:
 
 
 def check_logits(logits, golden, tol: float) -> None:
-    """The golden argmax and top-5 values; a listen row is checked on the two ids it has (the
-    decision's: the golden top 5 always holds both)."""
+    """The golden argmax and top-5 values.
+
+    A listen row is checked on the two ids it has (the decision's: the golden top 5 always holds
+    both).
+    """
     if isinstance(logits, dict):
         assert max(logits, key=logits.get) == golden["argmax"], golden["i"]
         top = dict((t, v) for t, v in golden["top5"])
@@ -149,9 +154,11 @@ def test_reference_mode_matches_golden(case, tiny_model, fixture_dir, monkeypatc
 
 
 def test_golden_cases_batched_together(tiny_model, fixture_dir, monkeypatch):
-    """All seven cases as rows of shared forwards: different lengths, replies at different
-    chunks beside listening rows, rows dropping out as their audio ends. Every row gives its
-    case's golden tokens, positions and logits."""
+    """All seven cases as rows of shared forwards.
+
+    Different lengths, replies at different chunks beside listening rows, rows dropping out as
+    their audio ends. Every row gives its case's golden tokens, positions and logits.
+    """
     lanes, cases = [], []
     for case in CASES:
         result, golden_calls = load_case(fixture_dir, case)

@@ -13,7 +13,6 @@ from audio_interaction_ros.core.protocol import TEXT_BEGIN
 from ..conftest import child_env
 
 
-
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     env = child_env(HF_HUB_OFFLINE="1")
     return subprocess.run([sys.executable, "-m", "audio_interaction_ros.runner", *args],

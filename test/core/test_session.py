@@ -160,7 +160,8 @@ def pinned_tokens(session) -> int:
 
 def test_a_new_instruction_replaces_the_old_one(toy_model, beep_rows, silence_rows):
     """Spoken or typed, the newest instruction is the only pinned content, and the session
-    then equals a fresh one that heard only it plus the live chunks since."""
+    then equals a fresh one that heard only it plus the live chunks since.
+    """
     session = ListenSession(toy_model, SessionConfig(sampling=GREEDY))
     for rows in (beep_rows[:4], beep_rows[:2], beep_rows[2:5]):
         events = session.instruct_audio(rows, source="clip")
@@ -186,7 +187,8 @@ def test_a_new_instruction_replaces_the_old_one(toy_model, beep_rows, silence_ro
 
 def test_instructions_are_bounded(toy_model, beep_rows, silence_rows):
     """Too long: rejected before anything changes; replies to an instruction are cut so the
-    pinned total never passes the budget, and a rebuild still fits."""
+    pinned total never passes the budget, and a rebuild still fits.
+    """
     config = SessionConfig(sampling=GREEDY, max_context_tokens=400, keep_context_tokens=300,
                            max_reply_tokens=64)
     session = ListenSession(toy_model, config)
@@ -213,8 +215,10 @@ def test_instructions_are_bounded(toy_model, beep_rows, silence_rows):
 
 
 def test_reset_keeping_the_instruction_rebuilds_from_it(toy_model, beep_rows, silence_rows):
-    """How the engine recovers: history gone, instruction kept, equal to a fresh session that
-    was given the same instruction."""
+    """How the engine recovers.
+
+    History gone, instruction kept, equal to a fresh session that was given the same instruction.
+    """
     session = ListenSession(toy_model, SessionConfig(sampling=GREEDY))
     session.instruct_audio(beep_rows[:2], source="clip")
     for rows in beep_rows:
@@ -248,8 +252,10 @@ def test_invalid_config(kwargs, match):
 
 @pytest.mark.slow
 def test_ten_minute_stream_runs_within_its_context_bound(toy_model, long_wav):
-    """1500 chunks (10 minutes) of audio through one session with the default window:
-    the reference would have crashed after about 2 minutes."""
+    """1500 chunks (10 minutes) of audio through one session with the default window.
+
+    The reference would have crashed after about 2 minutes.
+    """
     audio = read_audio_file(long_wav)  # 120 s
     stream = np.concatenate([audio] * 6)[: 1500 * CHUNK_SAMPLES]
     stream = pad_to_chunks(stream, CHUNK_SAMPLES)

@@ -61,7 +61,7 @@ class ForwardLog:
 
 
 def test_streams_share_each_forward_and_give_what_each_gives_alone(toy_model, clips,
-                                                                  monkeypatch):
+                                                                   monkeypatch):
     alone = {}
     for name, clip in clips.items():
         events: list = []
@@ -95,11 +95,13 @@ def test_streams_share_each_forward_and_give_what_each_gives_alone(toy_model, cl
 
 
 def test_a_flooding_stream_drops_only_its_own_audio(toy_model, clips, monkeypatch):
-    """An injected slowdown, on a virtual clock: every forward that decides chunks takes 0.2 s
-    of audio time (reply-only forwards count as instant). The steady streams send real-time
-    audio (the engine is twice as fast as they need), the flooder sends 5 s per 0.4 s. Only the
-    flooder's backlog overflows; every stream's pushed audio is decided or counted as dropped;
-    a stream whose audio stops has nothing due."""
+    """An injected slowdown, on a virtual clock.
+
+    Every forward that decides chunks takes 0.2 s of audio time (reply-only forwards count as
+    instant). The steady streams send real-time audio (the engine is twice as fast as they need),
+    the flooder sends 5 s per 0.4 s. Only the flooder's backlog overflows; every stream's pushed
+    audio is decided or counted as dropped; a stream whose audio stops has nothing due.
+    """
     config = EngineConfig(max_backlog_s=4.0)
     engine = Engine(toy_model)
     events = {name: [] for name in ("steady", "stopping", "flood")}

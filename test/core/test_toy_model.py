@@ -1,5 +1,8 @@
-"""The project's own toy model: built once per test session from scratch (about a minute), then
-checked for the release layout, the loader's view of it, and the behaviour demos rely on."""
+"""The project's own toy model.
+
+Built once per test session from scratch (about a minute), then checked for the release layout, the
+loader's view of it, and the behaviour demos rely on.
+"""
 from __future__ import annotations
 
 import json
@@ -30,7 +33,8 @@ SPEECH = (SPEECH_REPLY, "normal")
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
     """The toy's 64-wide matrices gain nothing from threads, and a second OpenMP thread on a
-    busy 2-core machine makes every step several times slower."""
+    busy 2-core machine makes every step several times slower.
+    """
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

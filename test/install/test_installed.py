@@ -54,8 +54,11 @@ class Install:
         return self.prefix / "lib" / PACKAGE
 
     def command(self, name: str) -> list[str]:
-        """How a user starts ``name``: by name when the workspace puts it on PATH (the dev
-        venv), else by its path in lib/<package> (what ``ros2 run`` starts)."""
+        """How a user starts ``name``.
+
+        By name when the workspace puts it on PATH (the dev venv), else by its path in
+        lib/<package> (what ``ros2 run`` starts).
+        """
         on_path = shutil.which(name, path=self.env["PATH"])
         return [name] if on_path else [str(self.lib / name)]
 
@@ -70,8 +73,11 @@ class Install:
 
 
 def find_prefix() -> Path:
-    """The install prefix of this package: the first on AMENT_PREFIX_PATH that has it (make
-    exports the venv; a sourced colcon workspace sets it)."""
+    """The install prefix of this package.
+
+    The first on AMENT_PREFIX_PATH that has it (make exports the venv; a sourced colcon workspace
+    sets it).
+    """
     for entry in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep):
         if entry and (Path(entry) / "share" / PACKAGE / "package.xml").is_file():
             return Path(entry)
@@ -81,8 +87,11 @@ def find_prefix() -> Path:
 
 
 def find_setup(prefix: Path) -> Path:
-    """The workspace's setup.bash: in the prefix (merged install, the dev venv) or one level up
-    (colcon's default isolated install: install/<package>/)."""
+    """The workspace's setup.bash.
+
+    In the prefix (merged install, the dev venv) or one level up (colcon's default isolated
+    install: install/<package>/).
+    """
     for candidate in (prefix / "setup.bash", prefix.parent / "setup.bash"):
         if candidate.is_file():
             return candidate
@@ -126,7 +135,8 @@ def differences(installed: Path, source: Path) -> list[str]:
 @pytest.fixture(scope="module")
 def install(tmp_path_factory) -> Install:
     """The installed package, checked to be a copy of this checkout (else every test here would
-    test something else) and to be imported from the install, not from the checkout."""
+    test something else) and to be imported from the install, not from the checkout.
+    """
     prefix = find_prefix()
     home = tmp_path_factory.mktemp("home")
     found = Install(prefix, find_setup(prefix), {})
@@ -153,8 +163,10 @@ def cwd(tmp_path) -> Path:
 @contextlib.contextmanager
 def started(install: Install, observer, name: str, *args: str, cwd: Path, log: Path,
             **env: str) -> Iterator[SingleThreadedExecutor]:
-    """Run executable ``name`` while this test's ``observer`` node spins (yielded: its executor);
-    then Ctrl-C, as ros2 launch and a terminal send it: it must exit 0 with no traceback."""
+    """Run executable ``name`` while this test's ``observer`` node spins (yielded: its executor).
+
+    Then Ctrl-C, as ros2 launch and a terminal send it: it must exit 0 with no traceback.
+    """
     executor = SingleThreadedExecutor(context=observer.context)
     executor.add_node(observer)
     proc = install.start(name, *args, cwd=cwd, log=log, **env)
@@ -168,8 +180,11 @@ def started(install: Install, observer, name: str, *args: str, cwd: Path, log: P
 
 
 def paced_send(tester: AudioTester, executor: SingleThreadedExecutor, frames: np.ndarray) -> None:
-    """48 kHz frames in 0.1 s messages at twice real time: a burst can overflow the socket of a
-    best-effort reader in another process, and what overflows is lost."""
+    """48 kHz frames in 0.1 s messages at twice real time.
+
+    A burst can overflow the socket of a best-effort reader in another process, and what overflows
+    is lost.
+    """
     for start in range(0, len(frames), 4800):
         tester.send(frames[start:start + 4800])
         spin_for(executor, 0.05)
@@ -190,9 +205,11 @@ def test_console_scripts_are_on_path_after_sourcing(install):
 
 
 def test_venv_executables_start_without_sourcing(install, cwd):
-    """The dev venv needs no sourcing for its own executables (its python finds the package):
-    started by path with a bare environment, each gets as far as its own argument checks (an
-    install whose metadata is elsewhere dies before: PackageNotFoundError)."""
+    """The dev venv needs no sourcing for its own executables (its python finds the package).
+
+    Started by path with a bare environment, each gets as far as its own argument checks (an
+    install whose metadata is elsewhere dies before: PackageNotFoundError).
+    """
     if not (install.prefix / "pyvenv.cfg").is_file():
         pytest.skip("a colcon workspace is used sourced (its python path comes from setup.bash)")
     bare = {"HOME": str(cwd), "PATH": BASE_PATH}

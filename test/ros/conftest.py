@@ -36,8 +36,11 @@ def ros_context():
 
 @pytest.fixture()
 def robot(ros_context):
-    """A second context (its own DDS participant) for the drivers and consumers: they run in
-    other processes on a robot, and FastDDS refuses two types on one topic in one participant."""
+    """Give a second context (its own DDS participant) for the drivers and consumers.
+
+    They run in other processes on a robot, and FastDDS refuses two types on one topic in one
+    participant.
+    """
     with _initialized_context() as context:
         yield context
 

@@ -1,6 +1,9 @@
-"""Test stand-ins shaped like what robots run around this node: the two audio_common capture
-drivers (their node names, topics, QoS, buffer sizes, stamps) and a ros4hri consumer (libhri's
-subscriptions). Shared by test_audio_stacks.py and, in the mgonzs13 prefix, mgonzs13_checks.py."""
+"""Test stand-ins shaped like what robots run around this node.
+
+The two audio_common capture drivers (their node names, topics, QoS, buffer sizes, stamps) and a
+ros4hri consumer (libhri's subscriptions). Shared by test_audio_stacks.py and, in the mgonzs13
+prefix, mgonzs13_checks.py.
+"""
 from __future__ import annotations
 
 import contextlib
@@ -29,7 +32,7 @@ BEEP_REPLY = "I hear a beep."
 
 
 def toy_model_dir() -> Path:
-    """The project's toy model (build/toy-model; trained there in about a minute if absent)."""
+    """Return the project's toy model (build/toy-model; trained there in a minute if absent)."""
     from audio_interaction_ros.toy import build
 
     return build.ensure_toy_model(REPO / "build" / "toy-model")
@@ -44,7 +47,7 @@ def beep(rate: int = 16000) -> np.ndarray:
 
 
 def interaction_node(context, model: Path, **overrides) -> InteractionNode:
-    """The interaction node, configured and activated, remapped as a launch file would."""
+    """Start the interaction node, configured and activated, remapped as a launch file would."""
     remaps = overrides.pop("remap", {})
     params = dict(model=str(model), device="cpu", temperature=0.0, autostart=False,
                   diagnostics_period_s=0.2, **overrides)
@@ -91,7 +94,7 @@ def running(*nodes):
 
 
 def diagnostics(node) -> dict[str, str]:
-    """The node's latest /diagnostics values, read the way its timer builds them."""
+    """Return the node's latest /diagnostics values, read the way its timer builds them."""
     seen = {}
     original = node._diagnostics_pub.publish
     node._diagnostics_pub.publish = lambda msg: (seen.update(
@@ -102,8 +105,10 @@ def diagnostics(node) -> dict[str, str]:
 
 
 def answers_a_beep(executor, node, tts, driver, audio_input: str) -> None:
-    """The node reads ``driver``'s topic as ``audio_input`` says, answers its beep on the TTS
-    topic, and rejected nothing on the way."""
+    """Check that the node answers ``driver``'s beep on the TTS topic.
+
+    It reads ``driver``'s topic as ``audio_input`` says, and rejected nothing on the way.
+    """
     # (auto: until discovery shows the driver's publisher, the node keeps the stamped type)
     assert spin_until(executor, lambda: audio_input in diagnostics(node)["audio_input"] + " ", 10)
     if isinstance(driver, RosDriversCapture):  # audio sent before the latched info arrives is
@@ -126,8 +131,10 @@ class SpeechListener:
 
 
 class Paced:
-    """Messages handed out by a timer at ``speed`` times the pace of the audio they hold, as a
-    driver hands out its buffers."""
+    """Hand out messages by a timer at ``speed`` times the pace of the audio they hold.
+
+    As a driver hands out its buffers.
+    """
 
     def __init__(self, node, speed: float = 4.0) -> None:
         self.queue: deque = deque()  # (publish callable, seconds of audio)
@@ -155,8 +162,9 @@ class Paced:
 
 
 class RosDriversCapture:
-    """ros-drivers/audio_common 0.4 ``audio_capture_node`` as its launch file starts it
-    (namespace ``audio``): ``audio`` (AudioData) and ``audio_stamped`` (AudioDataStamped), both
+    """Act as ros-drivers/audio_common 0.4 ``audio_capture_node`` as its launch file starts it.
+
+    Namespace ``audio``: ``audio`` (AudioData) and ``audio_stamped`` (AudioDataStamped), both
     default QoS (reliable, depth 10), ``audio_info`` transient local, republished every 5 s.
     GStreamer's alsasrc hands out 10 ms buffers; stamps are the buffers' capture times.
     ``fmt="mp3"`` is the driver's default (lamemp3enc): MP3 frames cut as the encoder emits them.
@@ -206,16 +214,22 @@ class RosDriversCapture:
 
 
 class Mgonzs13Capturer:
-    """mgonzs13/audio_common's ``audio_capturer_node``: AudioStamped on ``audio``, SensorDataQoS
-    (best effort), ``chunk`` samples per message (512), PortAudio ``format`` (paInt16 = 8 by
-    default, paFloat32 = 1), the info in every message, stamped with the clock after each read."""
+    """mgonzs13/audio_common's ``audio_capturer_node``.
+
+    AudioStamped on ``audio``, SensorDataQoS (best effort), ``chunk`` samples per message (512),
+    PortAudio ``format`` (paInt16 = 8 by default, paFloat32 = 1), the info in every message,
+    stamped with the clock after each read.
+    """
 
     ARRAYS = {1: ("float32_data", np.float32, 1 / 32768), 8: ("int16_data", np.int16, 1)}
 
     def __init__(self, context, format_code: int = 8, rate: int = 16000, chunk: int = 512,
                  whisper_ros: bool = False) -> None:
-        """``whisper_ros``: as whisper_ros's launch file starts it, /audio/capturer_node
-        publishing /audio/in; else as ``ros2 run audio_common audio_capturer_node`` (/audio)."""
+        """``whisper_ros``.
+
+        As whisper_ros's launch file starts it, /audio/capturer_node publishing /audio/in; else as
+        ``ros2 run audio_common audio_capturer_node`` (/audio).
+        """
         from audio_common_msgs.msg import AudioStamped
 
         self._type = AudioStamped
@@ -245,8 +259,11 @@ class Mgonzs13Capturer:
 
 
 class HriConsumer:
-    """A ros4hri listener as libhri builds one: it learns voices from /humans/voices/tracked and
-    then subscribes to each voice's speech and is_speaking, all with the system default QoS."""
+    """A ros4hri listener as libhri builds one.
+
+    It learns voices from /humans/voices/tracked and then subscribes to each voice's speech and
+    is_speaking, all with the system default QoS.
+    """
 
     def __init__(self, context) -> None:
         from hri_msgs.msg import IdsList

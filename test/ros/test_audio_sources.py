@@ -1,5 +1,8 @@
-"""The audio sources: the file player (in-process) and the PyAudio capture node, tested without
-hardware through an ALSA `file` PCM that makes a raw file the microphone (ARCHITECTURE §7)."""
+"""The audio sources.
+
+The file player (in-process) and the PyAudio capture node, tested without hardware through an ALSA
+`file` PCM that makes a raw file the microphone (ARCHITECTURE §7).
+"""
 from __future__ import annotations
 
 import signal
@@ -126,8 +129,10 @@ def test_capture_node_names_the_inputs_when_the_device_is_absent(alsa_home):
 
 @pytest.mark.skipif(Path("/dev/snd").exists(), reason="this machine has a sound card")
 def test_capture_node_without_a_sound_card_says_so_in_one_line(tmp_path):
-    """ALSA and JACK print some sixty lines when PortAudio finds no card; they go to the debug
-    log, and what the user sees is the node's own line."""
+    """ALSA and JACK print some sixty lines when PortAudio finds no card.
+
+    They go to the debug log, and what the user sees is the node's own line.
+    """
     pytest.importorskip("pyaudio", reason="PyAudio is not installed")
     proc = subprocess.run([sys.executable, "-m", "audio_interaction_ros.ros.capture_node"],
                           capture_output=True, text=True, timeout=60,

@@ -1,7 +1,9 @@
-"""The node on the audio and HRI stacks robots run (issue: plug into the audio and HRI stacks):
-publishers shaped like ros-drivers' audio_capture (stamped, unstamped, wave, mp3) and mgonzs13's
+"""The node on the audio and HRI stacks robots run (issue: plug into the audio and HRI stacks).
+
+Publishers shaped like ros-drivers' audio_capture (stamped, unstamped, wave, mp3) and mgonzs13's
 audio_capturer_node (int16, float32; in its own prefix, in a subprocess), and a ros4hri consumer.
-Each one feeds a beep and gets the toy model's reply, with one unchanged node."""
+Each one feeds a beep and gets the toy model's reply, with one unchanged node.
+"""
 from __future__ import annotations
 
 import subprocess
@@ -163,7 +165,8 @@ def mgonzs13_prefix():
 
 def test_mgonzs13_capturer_int16_and_float32_get_the_reply(mgonzs13_prefix, toy_model):
     """The same node, in a process where mgonzs13's audio_common_msgs is the installed one
-    (ARCHITECTURE §7: library order fixed by tools/overlay_env.py)."""
+    (ARCHITECTURE §7: library order fixed by tools/overlay_env.py).
+    """
     proc = subprocess.run(
         [sys.executable, str(REPO / "tools" / "overlay_env.py"), str(mgonzs13_prefix), "--",
          sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",

@@ -1,5 +1,6 @@
 """The nodes as separate processes over DDS, as a robot runs them: player -> interaction node
--> this test's subscriber; both stop cleanly on SIGINT (exit 0)."""
+-> this test's subscriber; both stop cleanly on SIGINT (exit 0).
+"""
 from __future__ import annotations
 
 import signal

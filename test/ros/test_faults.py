@@ -1,5 +1,8 @@
-"""Faults the node must ride through: the audio publisher dying and coming back, a GPU that runs
-out of memory at configure (clean FAILURE, or CPU fallback when allowed)."""
+"""Faults the node must ride through.
+
+The audio publisher dying and coming back, a GPU that runs out of memory at configure (clean
+FAILURE, or CPU fallback when allowed).
+"""
 from __future__ import annotations
 
 from rclpy.lifecycle import TransitionCallbackReturn

@@ -1,5 +1,8 @@
-"""The interaction node in-process: lifecycle, replies over topics, every bad input of
-ARCHITECTURE.md §6 counted in /diagnostics while the node keeps answering."""
+"""The interaction node in-process.
+
+Lifecycle, replies over topics, every bad input of ARCHITECTURE.md §6 counted in /diagnostics while
+the node keeps answering.
+"""
 from __future__ import annotations
 
 import contextlib
@@ -92,7 +95,8 @@ def make_node(context, model_dir, **overrides) -> InteractionNode:
 @contextlib.contextmanager
 def node_and_tester(context, model_dir, activate: bool = True, **overrides):
     """An interaction node (configured and activated unless ``activate`` is false), a tester
-    node and an executor spinning both; everything is torn down afterwards."""
+    node and an executor spinning both; everything is torn down afterwards.
+    """
     node = make_node(context, model_dir, **overrides)
     tester = AudioTester(context)
     executor = SingleThreadedExecutor(context=context)
@@ -142,8 +146,11 @@ def test_48k_stereo_beep_gets_a_reply_with_stamps(running):
 
 
 def test_each_session_has_its_own_topic_beside_the_merged_one(ros_context, toy_model_dir):
-    """Two reply sessions merge on ~/reply; ~/<session>/<output> keeps each one apart (what a
-    consumer that must not mix them, e.g. the speech node, subscribes to)."""
+    """Two reply sessions merge on ~/reply.
+
+    ~/<session>/<output> keeps each one apart (what a consumer that must not mix them, e.g. the
+    speech node, subscribes to).
+    """
     sessions = {"sessions": ["left", "right", "scribe"], "scribe.output": "transcript"}
     with node_and_tester(ros_context, toy_model_dir, **sessions) as (node, tester, executor):
         finals: dict[str, list[str]] = {}
@@ -365,9 +372,11 @@ def test_cuda_without_gpu_fails_or_falls_back(ros_context, toy_model_dir):
 
 
 def test_overload_bounds_the_backlog_warns_and_recovers(ros_context, toy_model_dir, monkeypatch):
-    """Compute slower than real time: the backlog stays at max_backlog_s, the oldest audio is
-    dropped and counted, /diagnostics warns with the real-time factor; then load drops and the
-    node catches up."""
+    """Compute slower than real time.
+
+    The backlog stays at max_backlog_s, the oldest audio is dropped and counted, /diagnostics warns
+    with the real-time factor; then load drops and the node catches up.
+    """
     import time
 
     with node_and_tester(ros_context, toy_model_dir,
@@ -412,9 +421,12 @@ def test_overload_bounds_the_backlog_warns_and_recovers(ros_context, toy_model_d
 
 def test_typed_instruction_is_spoken_into_its_session_before_live_audio(
         ros_context, toy_model_dir):
-    """<session>.instruction: synthesized at 16 kHz and fed, pinned, before the first live chunk;
-    setting it again while active replaces it, and re-activation does not repeat it: one
-    instruction pinned, within its budget, however often."""
+    """<session>.instruction.
+
+    Synthesized at 16 kHz and fed, pinned, before the first live chunk; setting it again while
+    active replaces it, and re-activation does not repeat it: one instruction pinned, within its
+    budget, however often.
+    """
     instruction = "Please tell me when you hear a beep."
     with node_and_tester(ros_context, toy_model_dir,
                          **{"assistant.instruction": instruction}) as (node, tester, executor):

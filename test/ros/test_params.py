@@ -1,6 +1,8 @@
-"""One parameter table per lifecycle node (ros/params.py): config/*.yaml is exactly what
-tools/write_config.py makes of it, and both nodes refuse a bad value, given at start or set
-later, with the reason."""
+"""One parameter table per lifecycle node (ros/params.py).
+
+config/*.yaml is exactly what tools/write_config.py makes of it, and both nodes refuse a bad value,
+given at start or set later, with the reason.
+"""
 from __future__ import annotations
 
 import importlib.util
@@ -71,7 +73,8 @@ def test_lookup_finds_session_parameters_only_with_a_session_prefix():
 ])
 def test_a_bad_start_value_is_refused_with_the_reason(ros_context, make, name, value, reason):
     """What a parameter file or ``-p`` gives is checked like a later set (the executable then
-    prints the reason and exits 2, see runtime.run)."""
+    prints the reason and exits 2, see runtime.run).
+    """
     with pytest.raises(InvalidParameterValueException, match=reason):
         make(context=ros_context, parameter_overrides=[Parameter(name, value=value),
                                                        Parameter("autostart", value=False)])

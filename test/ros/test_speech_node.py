@@ -1,6 +1,9 @@
-"""The speech node in-process: replies become speech audio on a topic and in a WAV file,
-is_speaking brackets the audio, streamed replies are spoken before they end, bad parameters and
-voices are refused with a reason and the node stays up."""
+"""The speech node in-process.
+
+Replies become speech audio on a topic and in a WAV file, is_speaking brackets the audio, streamed
+replies are spoken before they end, bad parameters and voices are refused with a reason and the
+node stays up.
+"""
 from __future__ import annotations
 
 import itertools
@@ -238,7 +241,8 @@ def test_self_hearing_wiring_mutes_the_microphone_while_the_robot_speaks(rig, to
 
     The robot's own synthesized reply is played back into the microphone topic (as a speaker
     next to the microphone would): it triggers no reply (the toy model answers any speech with
-    "Someone is speaking."), while a beep after the tail is answered again."""
+    "Someone is speaking."), while a beep after the tail is answered again.
+    """
     make, tester, executor = rig
     speech = make(input="reply", backend="espeak", sample_rate=16000,
                   cli_args=["--ros-args", "-r", "reply:=/audio_interaction/reply"])

@@ -1,5 +1,8 @@
-"""voice/ without ROS: sentences found in streamed text as soon as they are complete, and
-voices (piper, espeak-ng) that sound like speech: duration fits the text, level fits speech."""
+"""voice/ without ROS.
+
+Sentences found in streamed text as soon as they are complete, and voices (piper, espeak-ng) that
+sound like speech: duration fits the text, level fits speech.
+"""
 from __future__ import annotations
 
 import random
@@ -34,7 +37,8 @@ needs_piper = pytest.mark.skipif(not _piper_installed(), reason="piper-tts or "
 
 def assert_speech_like(samples: np.ndarray, rate_hz: int, text: str) -> None:
     """Duration fits the text (0.04-0.2 s a character) and the level is speech, not silence or
-    clipping."""
+    clipping.
+    """
     assert samples.dtype == np.float32 and samples.ndim == 1
     seconds_per_char = len(samples) / rate_hz / len(text)
     assert 0.04 < seconds_per_char < 0.2, seconds_per_char
