@@ -50,14 +50,20 @@ class PcmFormat:
     sample_format: str = "S16LE"
     coding_format: str = "pcm"
 
-    def validate(self) -> None:
-        """Raise ValueError naming the bad field, its value and what is accepted."""
+    def validate(self, decoded_codings: tuple[str, ...] = ()) -> None:
+        """Raise ValueError naming the bad field, its value and what is accepted.
+
+        :param decoded_codings: compressed codings a decoder here reads (core/mp3.py); their
+            sample layout is in the stream, so ``sample_format`` is not checked for them.
+        """
         coding = self.coding_format.strip().lower()
-        if coding not in SUPPORTED_CODINGS:
+        if coding in decoded_codings:
+            pass
+        elif coding not in SUPPORTED_CODINGS:
             raise ValueError(
                 f"coding_format {self.coding_format!r} is not supported; publish raw PCM "
                 f"({', '.join(PCM_FORMATS)})")
-        if self.sample_format.upper() not in PCM_FORMATS:
+        elif self.sample_format.upper() not in PCM_FORMATS:
             raise ValueError(
                 f"sample_format {self.sample_format!r} is not supported; use one of "
                 f"{', '.join(PCM_FORMATS)}")

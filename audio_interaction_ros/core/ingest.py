@@ -56,8 +56,7 @@ class AudioIngest:
             reason = mp3_unavailable_reason() if mp3 else None
             if reason:
                 raise ValueError(reason)
-            if not mp3:
-                fmt.validate()
+            fmt.validate(decoded_codings=MP3_CODINGS)
         except ValueError as exc:
             self.format, self._resampler, self._mp3 = None, None, None
             self._format_error = str(exc)

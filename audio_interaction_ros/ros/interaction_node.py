@@ -286,7 +286,9 @@ class InteractionNode(ManagedNodeMixin, LifecycleNode):
         if engine is None or ingest is None or variant is None:
             return
         piece = to_piece(variant, msg)
-        arrival_s = self.get_clock().now().nanoseconds * 1e-9
+        # only a message without a header is stamped on arrival; a zero header stamp stays
+        # unchecked, as before (a publisher that leaves it empty)
+        arrival_s = self.get_clock().now().nanoseconds * 1e-9 if piece.stamp_s is None else None
         with self._state_lock:
             converted = (ingest.refuse("unsupported_format", f"audio rejected: {piece.refused}")
                          if piece.refused else

@@ -26,6 +26,7 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.lifecycle import TransitionCallbackReturn
 
 from audio_interaction_ros.core.ingest import MAX_MESSAGE_S, AudioIngest
+from audio_interaction_ros.core.mp3 import MP3_CODINGS, mp3_unavailable_reason
 from audio_interaction_ros.core.protocol import SAMPLE_RATE_HZ
 from audio_interaction_ros.ros import messages
 
@@ -66,8 +67,9 @@ class Oracle:
     def info(self, info: AudioInfo) -> bool:
         """Track an AudioInfo; True if it must be rejected."""
         fmt = messages.pcm_format(info)
+        decoded = MP3_CODINGS if mp3_unavailable_reason() is None else ()  # PyAV installed
         try:
-            fmt.validate()
+            fmt.validate(decoded_codings=decoded)
         except ValueError:
             self.format, self.format_rejected = None, True
             return True
@@ -80,6 +82,8 @@ class Oracle:
             return "unsupported_format" if self.format_rejected else "no_audio_info"
         if len(payload) == 0:
             return "empty_message"
+        if self.format.coding_format.strip().lower() in MP3_CODINGS:
+            return None  # any bytes: the decoder keeps what does not complete a frame yet
         frame_bytes = self.format.frame_bytes
         if len(payload) / frame_bytes / self.format.sample_rate_hz > MAX_MESSAGE_S:
             return "oversized_message"
