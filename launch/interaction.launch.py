@@ -4,6 +4,7 @@
     ros2 launch audio_interaction_ros interaction.launch.py model:=/path/ckpt device:=cuda
     ros2 launch audio_interaction_ros interaction.launch.py use_mic:=false audio_file:=clip.wav
     ros2 launch audio_interaction_ros interaction.launch.py speak:=false   # text topics only
+    ros2 launch audio_interaction_ros interaction.launch.py tasks:=three   # + transcript, sounds
 
 model, device and dtype given on the command line override the parameter file (params_file,
 default: the package's config/interaction.yaml); left out, the file's values apply. Where the
@@ -32,6 +33,9 @@ ARGUMENTS = [
     ("dtype", "", "auto, bfloat16, float16, float32 ('' = params_file's, by default auto)"),
     ("params_file", None, "parameter file for the interaction node (default: the package's "
      "config/interaction.yaml)"),
+    ("tasks", "one", "one: an assistant (~/speech, ~/reply); three: also a transcriber "
+     "(~/transcript) and a sound reporter (~/sound_events) on the same model (the package's "
+     "config/three_tasks.yaml, layered over params_file)"),
     ("namespace", "", "namespace for all nodes"),
     ("audio_topic", "audio", "audio topic (AudioDataStamped); its AudioInfo is <topic>_info"),
     ("use_mic", "true", "capture from a microphone; false plays audio_file instead"),
@@ -44,6 +48,9 @@ ARGUMENTS = [
 
 
 OVERRIDES = ("model", "device", "dtype")  # launch arguments that override params_file if given
+# tasks:= -> the parameter file layered over params_file (it sets the sessions only)
+TASKS_FILES = {"one": None, "three": "three_tasks.yaml"}
+CHOICES = {"tasks": list(TASKS_FILES)}  # checked by launch before anything starts
 
 
 def _text(value) -> ParameterValue:
@@ -63,13 +70,16 @@ def _nodes(context):
     remaps = [("audio", audio_topic), ("audio_info", [audio_topic, "_info"])]
     given = {name: config(name).perform(context) for name in OVERRIDES}
     overrides = {name: _text(value) for name, value in given.items() if value}
+    tasks_file = TASKS_FILES[config("tasks").perform(context)]
+    layers = [PathJoinSubstitution([FindPackageShare(PACKAGE), "config", tasks_file])] \
+        if tasks_file else []
 
     # the robot must not answer its own voice: its is_speaking mutes the microphone input
     self_hearing = [("robot_speaking", "speech/is_speaking")]
     interaction = LifecycleNode(
         package=PACKAGE, executable="interaction_node", name="audio_interaction", namespace="",
         output="screen", remappings=remaps + self_hearing,
-        parameters=[config("params_file"), {**overrides, "autostart": False}],
+        parameters=[config("params_file"), *layers, {**overrides, "autostart": False}],
     )
     capture = Node(package=PACKAGE, executable="capture_node", name="audio_capture",
                    output="screen", remappings=remaps,
@@ -105,7 +115,7 @@ def generate_launch_description() -> LaunchDescription:
                                            "interaction.yaml"])
     return LaunchDescription([
         *(DeclareLaunchArgument(name, default_value=default_params if default is None else default,
-                                description=text)
+                                description=text, choices=CHOICES.get(name))
           for name, default, text in ARGUMENTS),
         GroupAction([PushRosNamespace(LaunchConfiguration("namespace")),
                      OpaqueFunction(function=_nodes)]),
