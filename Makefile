@@ -52,7 +52,7 @@ demo: toy
 	@echo "== demo: TOY model ($(TOY_DIR)); the real one: model:=zhifeixie/AudioInteraction on a GPU =="
 	@# 3 s between clips: the robot ignores its microphone while it speaks (self-hearing)
 	@$(PY) -m audio_interaction_ros.ros.bringup --model $(TOY_DIR) --use-mic false --rate 1.0 \
-	  --silence-between 3.0 \
+	  --silence-between 3.0 --tasks three \
 	  --print --exit-when-done --speech-wav build/demo_speech.wav \
 	  $(foreach clip,$(DEMO_CLIPS),--audio-file $(clip))
 
