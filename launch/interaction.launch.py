@@ -63,23 +63,30 @@ def _text(value) -> ParameterValue:
     return ParameterValue(value, value_type=str)
 
 
-def _nodes(context):
-    """The nodes and the lifecycle events (here because the overrides depend on the arguments)."""
+def model_parameters(context) -> list:
+    """The interaction node's parameters from the arguments (fleet.launch.py uses them too):
+    params_file, the tasks file layered over it, then model/device/dtype where given."""
     config = LaunchConfiguration
-    audio_topic = config("audio_topic")
-    remaps = [("audio", audio_topic), ("audio_info", [audio_topic, "_info"])]
     given = {name: config(name).perform(context) for name in OVERRIDES}
     overrides = {name: _text(value) for name, value in given.items() if value}
     tasks_file = TASKS_FILES[config("tasks").perform(context)]
     layers = [PathJoinSubstitution([FindPackageShare(PACKAGE), "config", tasks_file])] \
         if tasks_file else []
+    return [config("params_file"), *layers, *([overrides] if overrides else [])]
+
+
+def _nodes(context):
+    """The nodes and the lifecycle events (here because the overrides depend on the arguments)."""
+    config = LaunchConfiguration
+    audio_topic = config("audio_topic")
+    remaps = [("audio", audio_topic), ("audio_info", [audio_topic, "_info"])]
 
     # the robot must not answer its own voice: its is_speaking mutes the microphone input
     self_hearing = [("robot_speaking", "speech/is_speaking")]
     interaction = LifecycleNode(
         package=PACKAGE, executable="interaction_node", name="audio_interaction", namespace="",
         output="screen", remappings=remaps + self_hearing,
-        parameters=[config("params_file"), *layers, {**overrides, "autostart": False}],
+        parameters=[*model_parameters(context), {"autostart": False}],
     )
     capture = Node(package=PACKAGE, executable="capture_node", name="audio_capture",
                    output="screen", remappings=remaps,
@@ -110,13 +117,19 @@ def _nodes(context):
     return [activate_when_configured, play_when_active, interaction, capture, speech, configure]
 
 
-def generate_launch_description() -> LaunchDescription:
+def declare_arguments(arguments) -> list:
+    """DeclareLaunchArgument of each (name, default, description); default None = the package's
+    config/interaction.yaml (params_file). fleet.launch.py declares its arguments with it too."""
     default_params = PathJoinSubstitution([FindPackageShare(PACKAGE), "config",
                                            "interaction.yaml"])
+    return [DeclareLaunchArgument(name, default_value=default_params if default is None
+                                  else default, description=text, choices=CHOICES.get(name))
+            for name, default, text in arguments]
+
+
+def generate_launch_description() -> LaunchDescription:
     return LaunchDescription([
-        *(DeclareLaunchArgument(name, default_value=default_params if default is None else default,
-                                description=text, choices=CHOICES.get(name))
-          for name, default, text in ARGUMENTS),
+        *declare_arguments(ARGUMENTS),
         GroupAction([PushRosNamespace(LaunchConfiguration("namespace")),
                      OpaqueFunction(function=_nodes)]),
     ])

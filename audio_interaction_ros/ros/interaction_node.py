@@ -36,6 +36,7 @@ from ..core.session import ListenSession, SessionConfig
 from ..core.protocol import SAMPLE_RATE_HZ
 from ..voice.tts import ESPEAK_BASE_WPM, Voice, VoiceConfig, VoiceOptions, open_voice
 from .lifecycle import ManagedNodeMixin
+from .model_host import ModelHost, ModelRequest
 from . import messages, params, runtime
 from .params import descriptor
 
@@ -59,7 +60,11 @@ SPEAKING_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
 class InteractionNode(ManagedNodeMixin, LifecycleNode):
     """Lifecycle node running the Audio-Interaction model on an audio topic."""
 
-    def __init__(self, node_name: str = "audio_interaction", **kwargs) -> None:
+    def __init__(self, node_name: str = "audio_interaction", *,
+                 models: ModelHost | None = None, **kwargs) -> None:
+        """``models``: where configure gets the model; fleet_node passes one host to every
+        robot's node so that they share it (default: a host of this node's own)."""
+        self._models = models or ModelHost()
         self._engine: Engine | None = None
         self._model: AudioInteractionModel | None = None
         self._ingest: AudioIngest | None = None
@@ -165,12 +170,12 @@ class InteractionNode(ManagedNodeMixin, LifecycleNode):
             configs = [self._session_config(n) for n in self._session_names]
             engine_config = EngineConfig(max_backlog_s=self._param("max_backlog_s"),
                                          floor_window_s=self._param("floor_window_s"))
-            self._model = self._load_model()
+            self._model, loaded = self._models.acquire(self._model_request(), self._load_model)
             sessions = [ListenSession(self._model, c) for c in configs]
             self._instruction_voice = self._open_instruction_voice()
         except (CheckpointError, ValueError, RuntimeError, OSError) as exc:
             self._load_error = str(exc)
-            self._model = None
+            self._release_model()
             self.get_logger().error(f"configure failed: {exc}")
             return TransitionCallbackReturn.FAILURE
         self._load_error = ""
@@ -188,10 +193,21 @@ class InteractionNode(ManagedNodeMixin, LifecycleNode):
         self._probability_pubs = {n: make(Float32, f"~/{n}/speak_probability", 10)
                                   for n in self._session_names}
         info = self._model.info
+        how = "loaded on" if loaded else \
+            f"shared with {self._models.users(self._model) - 1} other node(s), on"
         self.get_logger().info(
-            f"model {info.source} loaded on {info.device} ({info.dtype}, {info.n_layers} layers, "
+            f"model {info.source} {how} {info.device} ({info.dtype}, {info.n_layers} layers, "
             f"width {info.width}); sessions: {', '.join(self._session_names)}")
         return TransitionCallbackReturn.SUCCESS
+
+    def _model_request(self) -> ModelRequest:
+        return ModelRequest(model=self._param("model"), device=self._param("device"),
+                            dtype=self._param("dtype"), cache_dir=self._param("hf_cache_dir"))
+
+    def _release_model(self) -> None:
+        if self._model is not None:
+            self._models.release(self._model)
+            self._model = None
 
     def _open_instruction_voice(self) -> Voice:
         """The voice that speaks typed instructions into the stream, at the model's 16 kHz.
@@ -252,7 +268,8 @@ class InteractionNode(ManagedNodeMixin, LifecycleNode):
         for pub in [*self._out_pubs.values(), *self._probability_pubs.values()]:
             self.destroy_publisher(pub)
         self._out_pubs, self._probability_pubs = {}, {}
-        self._engine, self._model, self._ingest = None, None, None
+        self._engine, self._ingest = None, None
+        self._release_model()
         if self._instruction_voice is not None:
             self._instruction_voice.close()
             self._instruction_voice = None

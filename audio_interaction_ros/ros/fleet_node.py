@@ -1,0 +1,88 @@
+"""``fleet_node``: one model serving several robots (a GPU server listening for a fleet).
+
+Parameter ``robots`` (a list of namespaces) on the fleet's own node, ``audio_interaction_fleet``.
+Each robot gets an interaction node named ``audio_interaction`` in ``/<robot>``: exactly the
+topics, services, parameters, lifecycle and diagnostics of an ``interaction_node`` started in that
+namespace (``/robot1/audio`` in, ``/robot1/audio_interaction/speech`` out, ...), with its own
+sessions, backlog and counters. The nodes share one ``ModelHost``, so the weights are loaded once
+(by the first robot to configure) and freed when the last robot cleans up. One process, one
+executor: a thread per robot takes that robot's callbacks, so a robot whose callbacks are busy
+(a flood of audio) does not hold up another's.
+
+    ros2 run audio_interaction_ros fleet_node --ros-args -p robots:="[robot1, robot2]" \\
+        --params-file config/interaction.yaml -p model:=zhifeixie/AudioInteraction
+
+Parameters given to the process (``-p``, ``--params-file`` with ``/**/audio_interaction``) reach
+every robot; a ``/robot2/audio_interaction:`` block in a parameter file reaches robot2 only.
+"""
+from __future__ import annotations
+
+import sys
+
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.exceptions import InvalidNamespaceException
+from rclpy.node import Node
+from rclpy.validate_namespace import validate_namespace
+
+from .interaction_node import InteractionNode
+from .model_host import ModelHost
+from . import runtime
+
+FLEET_NODE_NAME = "audio_interaction_fleet"
+DEFAULT_ROBOTS = ["robot1", "robot2"]
+
+
+def robot_namespaces(robots: list[str]) -> list[str]:
+    """Absolute namespaces of ``robots`` (``robot1`` -> ``/robot1``); ValueError with the reason
+    for an empty list, an invalid name or a robot named twice."""
+    if not robots:
+        raise ValueError("robots is empty: name the robots' namespaces, e.g. "
+                         "robots:=\"[robot1, robot2]\"")
+    namespaces = []
+    for robot in robots:
+        namespace = "/" + robot.strip().strip("/")
+        try:
+            validate_namespace(namespace)
+        except InvalidNamespaceException as exc:
+            raise ValueError(f"robots: {robot!r} is not a valid namespace ({exc})") from exc
+        if namespace in namespaces:
+            raise ValueError(f"robots: {robot!r} is named twice")
+        namespaces.append(namespace)
+    return namespaces
+
+
+class FleetNode(Node):
+    """The fleet's own node (parameter ``robots``) and the robots' interaction nodes."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(FLEET_NODE_NAME, **kwargs)
+        self.declare_parameter("robots", DEFAULT_ROBOTS, ParameterDescriptor(
+            description="Namespaces of the robots this process serves; each gets an interaction "
+                        "node /<robot>/audio_interaction sharing the one model.",
+            read_only=True))
+        self.models = ModelHost()
+        self.robots: list[InteractionNode] = []
+        try:
+            for namespace in robot_namespaces(list(self.get_parameter("robots").value)):
+                self.robots.append(InteractionNode(namespace=namespace, models=self.models,
+                                                   context=self.context))
+        except Exception:
+            for robot in self.robots:  # a later robot's bad parameter: undo the earlier ones
+                robot.destroy_node()
+            raise
+        self.get_logger().info(f"serving {len(self.robots)} robot(s) with one model: "
+                               + ", ".join(r.get_fully_qualified_name() for r in self.robots))
+
+    @property
+    def nodes(self) -> list[Node]:
+        """Every node of the fleet, this one first."""
+        return [self, *self.robots]
+
+
+def main(args: list[str] | None = None) -> int:
+    """Entry point: ``ros2 run audio_interaction_ros fleet_node``."""
+    return runtime.run_nodes(lambda: FleetNode().nodes, "fleet_node", args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

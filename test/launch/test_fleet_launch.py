@@ -1,0 +1,122 @@
+"""launch/fleet.launch.py under launch_testing, as `ros2 launch` runs it: one fleet_node process
+for robot1 and robot2 on the toy model. A beep published on /robot1/audio must be answered on
+/robot1/audio_interaction/speech and on nothing of robot2's; after shutdown (SIGINT from launch)
+the process must have exited 0 without a traceback.
+
+Needs the launch stack and this package installed (colcon build; the executables are found through
+AMENT_PREFIX_PATH) and the toy model (`make toy`). launch_testing's pytest plugin needs pytest < 9.
+"""
+from __future__ import annotations
+
+import os
+import time
+import unittest
+from pathlib import Path
+
+import pytest
+
+REASON = ("{} is not installable in this environment (not on PyPI); runs where ROS 2 is installed "
+          "from the distribution")
+pytest.importorskip("launch_testing", reason=REASON.format("launch_testing"))
+pytest.importorskip("launch_ros", reason=REASON.format("launch_ros"))
+
+import launch  # noqa: E402
+import launch_testing.actions  # noqa: E402
+import launch_testing.asserts  # noqa: E402
+import rclpy  # noqa: E402
+import yaml  # noqa: E402
+from launch.actions import IncludeLaunchDescription  # noqa: E402
+from launch.launch_description_sources import PythonLaunchDescriptionSource  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from std_msgs.msg import String  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+LAUNCH_FILE = REPO / "launch" / "fleet.launch.py"
+TOY_DIR = REPO / "build" / "toy-model"
+REPLY_TIMEOUT_S = 120.0  # model load + discovery + 3 s of audio; a deadline, not a sleep
+
+# Discovery stays on this machine, in a domain of its own; the launched process inherits it.
+os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")  # Jazzy and later
+if os.environ.get("ROS_DISTRO") == "humble":
+    os.environ.setdefault("ROS_LOCALHOST_ONLY", "1")
+os.environ["ROS_DOMAIN_ID"] = str(os.getpid() % 90 + 10)
+
+if not (TOY_DIR / "TOY_MODEL.json").is_file():
+    pytest.skip(f"{TOY_DIR} is missing: build the toy model first (make toy)",
+                allow_module_level=True)
+
+from ..ros.test_interaction_node import LATCHED, RELIABLE, beep_clip  # noqa: E402
+from audio_interaction_ros.ros import messages  # noqa: E402
+from audio_common_msgs.msg import AudioDataStamped, AudioInfo  # noqa: E402
+
+
+def greedy_params_file() -> Path:
+    """The package's parameter file with temperature 0 (greedy replies: a deterministic test)."""
+    config = yaml.safe_load((REPO / "config" / "interaction.yaml").read_text())
+    for node in config.values():
+        node["ros__parameters"]["temperature"] = 0.0
+    path = REPO / "build" / "fleet_launch_test_params.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.mark.launch_test
+def generate_test_description():
+    fleet = IncludeLaunchDescription(
+        PythonLaunchDescriptionSource(str(LAUNCH_FILE)),
+        launch_arguments={"robots": "[robot1, robot2]", "model": str(TOY_DIR), "device": "cpu",
+                          "params_file": str(greedy_params_file())}.items())
+    return launch.LaunchDescription([fleet, launch_testing.actions.ReadyToTest()])
+
+
+class TestFleet(unittest.TestCase):
+    """While the launch runs: robot1's beep is answered on robot1's topic only."""
+
+    def test_each_robot_hears_its_own_audio(self):
+        context = rclpy.Context()
+        rclpy.init(context=context)
+        node = rclpy.create_node("fleet_launch_tester", context=context)
+        speech = {robot: [] for robot in ("robot1", "robot2")}
+        for robot, heard in speech.items():
+            node.create_subscription(String, f"/{robot}/audio_interaction/speech",
+                                     lambda m, h=heard: h.append(m.data), RELIABLE)
+        info = node.create_publisher(AudioInfo, "/robot1/audio_info", LATCHED)
+        audio = node.create_publisher(AudioDataStamped, "/robot1/audio", RELIABLE)
+        executor = SingleThreadedExecutor(context=context)
+        executor.add_node(node)
+        deadline = time.monotonic() + REPLY_TIMEOUT_S
+        try:
+            while audio.get_subscription_count() == 0 and time.monotonic() < deadline:
+                executor.spin_once(timeout_sec=0.1)  # until robot1's node is active
+            self.assertGreater(audio.get_subscription_count(), 0, "robot1 never subscribed")
+            info.publish(messages.audio_info(48000, 2))
+            clip = beep_clip()
+            for start in range(0, len(clip), 4800):
+                stamp = node.get_clock().now().to_msg()
+                audio.publish(messages.audio_message(clip[start:start + 4800].tobytes(), stamp,
+                                                     "mic"))
+                executor.spin_once(timeout_sec=0.1)
+            while not speech["robot1"] and time.monotonic() < deadline:
+                executor.spin_once(timeout_sec=0.1)
+            settle = time.monotonic() + 2.0  # anything robot2 would say comes as fast
+            while time.monotonic() < settle:
+                executor.spin_once(timeout_sec=0.1)
+        finally:
+            node.destroy_node()
+            rclpy.try_shutdown(context=context)
+        self.assertEqual(speech["robot1"], ["I hear a beep."])
+        self.assertEqual(speech["robot2"], [])
+
+
+@launch_testing.post_shutdown_test()
+class TestShutdown(unittest.TestCase):
+    """After launch stopped the fleet with SIGINT: it exited cleanly."""
+
+    def test_exit_codes(self, proc_info):
+        launch_testing.asserts.assertExitCodes(proc_info)
+
+    def test_no_traceback(self, proc_output):
+        for process_io in proc_output:
+            self.assertNotIn("Traceback", process_io.text.decode(errors="replace"),
+                             f"{process_io.process_name} printed a traceback")
