@@ -35,10 +35,12 @@ def beep_clip(rate: int = 48000, channels: int = 2, beep_s: float = 0.4) -> np.n
 
 
 class AudioTester:
-    """Publishes audio like a microphone driver and records what the node publishes."""
+    """Publishes audio like a microphone driver and records what the node publishes; in
+    ``namespace``, for an interaction node there (a robot of fleet_node)."""
 
-    def __init__(self, context):
-        self.node = rclpy.create_node("tester", context=context)
+    def __init__(self, context, namespace: str = ""):
+        base = f"{namespace.rstrip('/')}/audio_interaction"
+        self.node = rclpy.create_node("tester", namespace=namespace or None, context=context)
         self.info_pub = self.node.create_publisher(AudioInfo, "audio_info", LATCHED)
         self.audio_pub = self.node.create_publisher(AudioDataStamped, "audio", RELIABLE)
         self.speaking_pub = self.node.create_publisher(Bool, "robot_speaking", LATCHED)
@@ -48,15 +50,14 @@ class AudioTester:
         self.probabilities: list[float] = []
         self.diagnostics: list[DiagnosticStatus] = []
         sub = self.node.create_subscription
-        sub(String, "/audio_interaction/speech", lambda m: self.speech.append(m.data), RELIABLE)
-        sub(LiveSpeech, "/audio_interaction/reply", self.replies.append, RELIABLE)
-        sub(Bool, "/audio_interaction/is_speaking", lambda m: self.is_speaking.append(m.data),
-            LATCHED)
-        sub(Float32, "/audio_interaction/assistant/speak_probability",
+        sub(String, f"{base}/speech", lambda m: self.speech.append(m.data), RELIABLE)
+        sub(LiveSpeech, f"{base}/reply", self.replies.append, RELIABLE)
+        sub(Bool, f"{base}/is_speaking", lambda m: self.is_speaking.append(m.data), LATCHED)
+        sub(Float32, f"{base}/assistant/speak_probability",
             lambda m: self.probabilities.append(m.data), RELIABLE)
         sub(DiagnosticArray, "/diagnostics",
-            lambda m: self.diagnostics.extend(s for s in m.status if "audio interaction" in s.name),
-            10)
+            lambda m: self.diagnostics.extend(s for s in m.status
+                                              if s.name == f"{base}: audio interaction"), 10)
         self.stamp_ns = self.node.get_clock().now().nanoseconds
         self.first_stamp_ns = self.stamp_ns
 
