@@ -22,9 +22,7 @@ pytest.importorskip("launch_ros", reason=REASON.format("launch_ros"))
 
 import launch  # noqa: E402
 import launch_testing.actions  # noqa: E402
-import launch_testing.asserts  # noqa: E402
 import rclpy  # noqa: E402
-import yaml  # noqa: E402
 from launch.actions import IncludeLaunchDescription  # noqa: E402
 from launch.launch_description_sources import PythonLaunchDescriptionSource  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
@@ -46,18 +44,14 @@ if not (TOY_DIR / "TOY_MODEL.json").is_file():
                 allow_module_level=True)
 
 from ..ros.test_interaction_node import LATCHED, RELIABLE, beep_clip  # noqa: E402
+from .launch_checks import CleanShutdown, greedy_params_file  # noqa: E402
 from audio_interaction_ros.ros import messages  # noqa: E402
 from audio_common_msgs.msg import AudioDataStamped, AudioInfo  # noqa: E402
 
 
-def greedy_params_file() -> Path:
-    """The package's parameter file with temperature 0 (greedy replies: a deterministic test)."""
-    config = yaml.safe_load((REPO / "config" / "interaction.yaml").read_text())
-    for node in config.values():
-        node["ros__parameters"]["temperature"] = 0.0
-    path = REPO / "build" / "fleet_launch_test_params.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(config))
+def _workdir() -> Path:
+    path = REPO / "build" / "fleet_launch_test"
+    path.mkdir(parents=True, exist_ok=True)
     return path
 
 
@@ -66,7 +60,7 @@ def generate_test_description():
     fleet = IncludeLaunchDescription(
         PythonLaunchDescriptionSource(str(LAUNCH_FILE)),
         launch_arguments={"robots": "[robot1, robot2]", "model": str(TOY_DIR), "device": "cpu",
-                          "params_file": str(greedy_params_file())}.items())
+                          "params_file": str(greedy_params_file(_workdir()))}.items())
     return launch.LaunchDescription([fleet, launch_testing.actions.ReadyToTest()])
 
 
@@ -110,13 +104,5 @@ class TestFleet(unittest.TestCase):
 
 
 @launch_testing.post_shutdown_test()
-class TestShutdown(unittest.TestCase):
+class TestShutdown(CleanShutdown, unittest.TestCase):
     """After launch stopped the fleet with SIGINT: it exited cleanly."""
-
-    def test_exit_codes(self, proc_info):
-        launch_testing.asserts.assertExitCodes(proc_info)
-
-    def test_no_traceback(self, proc_output):
-        for process_io in proc_output:
-            self.assertNotIn("Traceback", process_io.text.decode(errors="replace"),
-                             f"{process_io.process_name} printed a traceback")
