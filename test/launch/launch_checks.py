@@ -1,12 +1,23 @@
-"""What the launch tests share: a greedy parameter file and the checks after shutdown."""
+"""What the launch tests share: discovery kept local, a greedy parameter file and the checks
+after shutdown."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import launch_testing.asserts
 import yaml
 
 CONFIG = Path(__file__).resolve().parents[2] / "config" / "interaction.yaml"
+
+
+def isolate_discovery() -> None:
+    """Discovery stays on this machine, in a domain of its own (as test/ros/conftest.py does);
+    the launched processes inherit this environment."""
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")  # Jazzy and later
+    if os.environ.get("ROS_DISTRO") == "humble":
+        os.environ.setdefault("ROS_LOCALHOST_ONLY", "1")
+    os.environ["ROS_DOMAIN_ID"] = str(os.getpid() % 90 + 10)
 
 
 def greedy_params_file(directory: Path) -> Path:

@@ -8,7 +8,6 @@ AMENT_PREFIX_PATH) and the toy model (`make toy`). launch_testing's pytest plugi
 """
 from __future__ import annotations
 
-import os
 import time
 import unittest
 from pathlib import Path
@@ -23,30 +22,28 @@ pytest.importorskip("launch_ros", reason=REASON.format("launch_ros"))
 import launch  # noqa: E402
 import launch_testing.actions  # noqa: E402
 import rclpy  # noqa: E402
+from audio_common_msgs.msg import AudioDataStamped, AudioInfo  # noqa: E402
 from launch.actions import IncludeLaunchDescription  # noqa: E402
 from launch.launch_description_sources import PythonLaunchDescriptionSource  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
+
+from audio_interaction_ros.ros import messages  # noqa: E402
+
+from ..ros.test_interaction_node import LATCHED, RELIABLE, beep_clip  # noqa: E402
+from .launch_checks import (CleanShutdown, greedy_params_file,  # noqa: E402
+                            isolate_discovery)
 
 REPO = Path(__file__).resolve().parents[2]
 LAUNCH_FILE = REPO / "launch" / "fleet.launch.py"
 TOY_DIR = REPO / "build" / "toy-model"
 REPLY_TIMEOUT_S = 120.0  # model load + discovery + 3 s of audio; a deadline, not a sleep
 
-# Discovery stays on this machine, in a domain of its own; the launched process inherits it.
-os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")  # Jazzy and later
-if os.environ.get("ROS_DISTRO") == "humble":
-    os.environ.setdefault("ROS_LOCALHOST_ONLY", "1")
-os.environ["ROS_DOMAIN_ID"] = str(os.getpid() % 90 + 10)
+isolate_discovery()
 
 if not (TOY_DIR / "TOY_MODEL.json").is_file():
     pytest.skip(f"{TOY_DIR} is missing: build the toy model first (make toy)",
                 allow_module_level=True)
-
-from ..ros.test_interaction_node import LATCHED, RELIABLE, beep_clip  # noqa: E402
-from .launch_checks import CleanShutdown, greedy_params_file  # noqa: E402
-from audio_interaction_ros.ros import messages  # noqa: E402
-from audio_common_msgs.msg import AudioDataStamped, AudioInfo  # noqa: E402
 
 
 def _workdir() -> Path:

@@ -34,19 +34,15 @@ from launch_testing_ros import WaitForTopics  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 
 from ..conftest import FIXTURE  # noqa: E402
-from .launch_checks import CleanShutdown, greedy_params_file  # noqa: E402
+from .launch_checks import (CleanShutdown, greedy_params_file,  # noqa: E402
+                            isolate_discovery)
 
 REPO = Path(__file__).resolve().parents[2]
 LAUNCH_FILE = REPO / "launch" / "interaction.launch.py"
 SPEECH_TOPIC = "/audio_interaction/speech"
 REPLY_TIMEOUT_S = 120.0  # model load + discovery + 3 s of audio; a deadline, not a sleep
 
-# Discovery stays on this machine, in a domain of its own (as test/ros/conftest.py does); the
-# launched processes inherit this environment.
-os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")  # Jazzy and later
-if os.environ.get("ROS_DISTRO") == "humble":
-    os.environ.setdefault("ROS_LOCALHOST_ONLY", "1")
-os.environ["ROS_DOMAIN_ID"] = str(os.getpid() % 90 + 10)
+isolate_discovery()
 
 if not (FIXTURE / "ckpt").is_dir():
     _MISSING = (f"{FIXTURE / 'ckpt'} is missing: the launch test needs the shared fixtures beside "
