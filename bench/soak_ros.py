@@ -5,19 +5,22 @@ engine thread, publishing, diagnostics) flat too, over real DDS between processe
 publishes 48 kHz stereo S16LE (what a USB microphone sends, so every message is decoded,
 downmixed and resampled) at ``--speed`` times real time, and samples every ``--every-s`` seconds:
 the node's RSS (from /proc), its /diagnostics (real-time factor, decision latency p50/p95,
-backlog, dropped audio), and the replies it published. Output: a CSV under bench/results/ and a
-summary against the targets (RSS growth <= 50 MB after warm-up, no lost audio).
+backlog, dropped audio), and the replies it published. Output: a CSV of the samples and a JSON
+summary (arguments, machine context before and after, figures against the targets: RSS growth
+<= 50 MB after warm-up, no lost audio, node exit code 0 on SIGINT) under bench/results/.
 
-    .venv/bin/python bench/soak_ros.py --hours 1 --speed 10 [--model DIR]
+    flock /tmp/heavy.lock .venv/bin/python bench/soak_ros.py --hours 1 --speed 10 [--model DIR]
 """
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -42,42 +45,49 @@ def main() -> int:
     parser.add_argument("--speed", type=float, default=10.0, help="times real time")
     parser.add_argument("--every-s", type=float, default=10.0, help="sampling period (wall)")
     parser.add_argument("--model", default=str(FIXTURE_CKPT))
-    parser.add_argument("--out", type=Path, default=RESULTS / "soak_ros.csv")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="the node's cpu_threads (1 keeps a shared CPU's latency steady)")
+    parser.add_argument("--out", type=Path, default=RESULTS / "soak_ros.csv",
+                        help="the CSV; the summary goes beside it as .json")
     args = parser.parse_args()
+    before = machine_context()
 
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     os.environ.setdefault("ROS_DOMAIN_ID", str(os.getpid() % 90 + 10))
+    # a namespace of its own: another node or test in the same domain (a shared machine) must
+    # neither feed this node nor be counted in its diagnostics and replies, nor get its audio
+    namespace = f"/soak_{os.getpid()}"
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.executors import SingleThreadedExecutor
-    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
     from std_msgs.msg import String
 
     from audio_common_msgs.msg import AudioDataStamped, AudioInfo
-    from audio_interaction_ros.ros import messages
+    from audio_interaction_ros.ros import messages, qos
 
     backlog_limit_s = 60.0
+    node_log = tempfile.TemporaryFile()  # the node's output, shown if it does not end cleanly
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p))
     node_proc = subprocess.Popen(
         [sys.executable, "-m", "audio_interaction_ros.ros.interaction_node", "--ros-args",
+         "-r", f"__ns:={namespace}",
          "-p", f"model:={args.model}", "-p", "device:=cpu", "-p", "temperature:=0.0",
-         "-p", f"max_backlog_s:={backlog_limit_s}", "-p", "diagnostics_period_s:=1.0"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+         "-p", f"max_backlog_s:={backlog_limit_s}", "-p", "diagnostics_period_s:=1.0",
+         "-p", f"cpu_threads:={args.threads}"],
+        env=env, stdout=node_log, stderr=subprocess.STDOUT)
     rclpy.init()
     node = rclpy.create_node("soak_publisher")
-    latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
-    info_pub = node.create_publisher(AudioInfo, "audio_info", latched)
-    audio_pub = node.create_publisher(AudioDataStamped, "audio",
-                                      QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE))
+    info_pub = node.create_publisher(AudioInfo, f"{namespace}/audio_info", qos.LATCHED)
+    audio_pub = node.create_publisher(AudioDataStamped, f"{namespace}/audio",
+                                      qos.AUDIO_RELIABLE)
     diag: dict[str, str] = {}
     replies = []
     node.create_subscription(DiagnosticArray, "/diagnostics", lambda m: [
         diag.update({kv.key: kv.value for kv in s.values}) for s in m.status
-        if "audio interaction" in s.name], 10)
-    node.create_subscription(String, "/audio_interaction/speech",
-                             lambda m: replies.append(m.data), 100)
+        if s.name == f"{namespace}/audio_interaction: audio interaction"], qos.PERIODIC)
+    node.create_subscription(String, f"{namespace}/audio_interaction/speech",
+                             lambda m: replies.append(m.data), qos.TEXT)
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     info_pub.publish(messages.audio_info(48000, 2))
@@ -117,7 +127,8 @@ def main() -> int:
                          "decision_p95_ms": diag.get("decision_latency_p95_ms", ""),
                          "backlog_s": diag.get("backlog_s", ""),
                          "dropped_overflow_s": diag.get("dropped_s.backlog_overflow", "0"),
-                         "chunks": diag.get("chunks", ""), "replies_seen": len(replies)})
+                         "chunks": diag.get("chunks", ""), "replies_seen": len(replies),
+                         "loadavg1": round(os.getloadavg()[0], 2)})
             print(rows[-1], flush=True)
     end = time.monotonic() + 30
     while time.monotonic() < end and float(diag.get("backlog_s", "0") or 0) > 0.4:
@@ -129,18 +140,47 @@ def main() -> int:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    warm = [r for r in rows if r["audio_h"] >= min(0.1, args.hours / 4)]
-    growth = warm[-1]["node_rss_mb"] - warm[0]["node_rss_mb"] if warm else float("nan")
-    print(f"\n{args.hours} h of audio at x{args.speed} over topics in "
-          f"{time.monotonic() - start:.0f} s; node exit code {code}")
-    print(f"node RSS {rows[0]['node_rss_mb']} -> {rows[-1]['node_rss_mb']} MB; growth after "
-          f"warm-up {growth:+.1f} MB (target <= 50)")
-    print(f"dropped by backlog overflow: {diag.get('dropped_s.backlog_overflow', '0')} s "
-          f"(target 0); replies {len(replies)}; chunks {diag.get('chunks')}")
-    print(f"machine: {machine_context()}")
+    summary = summarize(rows, diag, replies, args, code, time.monotonic() - start)
+    summary["machine_before"], summary["machine_after"] = before, machine_context()
+    args.out.with_suffix(".json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(json.dumps(summary, indent=2))
+    if code != 0:
+        node_log.seek(0)
+        print(node_log.read().decode(errors="replace")[-4000:], file=sys.stderr)
     node.destroy_node()
     rclpy.shutdown()
-    return 0
+    return 0 if code == 0 else 1
+
+
+def summarize(rows: list[dict], diag: dict[str, str], replies: list[str],
+              args: argparse.Namespace, exit_code: int, wall_s: float) -> dict:
+    """The figures RESULTS.md and the README quote, from the samples and the last diagnostics."""
+    warm = [r for r in rows if r["audio_h"] >= min(0.1, args.hours / 4)]
+    p50 = [float(r["decision_p50_ms"]) for r in warm if r["decision_p50_ms"]]
+    p95 = [float(r["decision_p95_ms"]) for r in warm if r["decision_p95_ms"]]
+    dropped = {k.split(".", 1)[1]: float(v) for k, v in diag.items() if k.startswith("dropped_s.")}
+    rejected = {k.split(".", 1)[1]: int(v) for k, v in diag.items()
+                if k.startswith("input_messages.")}
+    return {
+        "args": {"hours": args.hours, "speed": args.speed, "every_s": args.every_s,
+                 "model": args.model, "threads": args.threads},
+        "wall_s": round(wall_s, 1), "node_exit_code_on_sigint": exit_code,
+        "node_rss_mb": {"start": rows[0]["node_rss_mb"],
+                        "after_warm_up": warm[0]["node_rss_mb"] if warm else None,
+                        "end": rows[-1]["node_rss_mb"],
+                        "max": max(r["node_rss_mb"] for r in rows)},
+        "rss_growth_after_warm_up_mb": round(warm[-1]["node_rss_mb"] - warm[0]["node_rss_mb"], 1)
+        if warm else None,
+        "decision_p50_ms_median": round(float(np.median(p50)), 1) if p50 else None,
+        "decision_p95_ms_median": round(float(np.median(p95)), 1) if p95 else None,
+        "decision_p95_ms_max": max(p95) if p95 else None,
+        "loadavg1_min_mean_max": [min(r["loadavg1"] for r in rows),
+                                  round(float(np.mean([r["loadavg1"] for r in rows])), 2),
+                                  max(r["loadavg1"] for r in rows)],
+        "dropped_s": dropped, "rejected_messages": rejected,
+        "chunks": int(diag.get("chunks", 0) or 0), "replies": len(replies),
+        "targets": {"rss_growth_mb_max": 50, "dropped_s": 0, "node_exit_code": 0},
+    }
 
 
 if __name__ == "__main__":

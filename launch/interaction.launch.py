@@ -81,7 +81,8 @@ def _nodes(context):
     audio_topic = config("audio_topic")
     remaps = [("audio", audio_topic), ("audio_info", [audio_topic, "_info"])]
 
-    # the robot must not answer its own voice: its is_speaking mutes the microphone input
+    # the robot must not answer its own voice: the speech node's is_speaking (audio playing; not
+    # the interaction node's is_replying) mutes the microphone input
     self_hearing = [("robot_speaking", "speech/is_speaking")]
     interaction = LifecycleNode(
         package=PACKAGE, executable="interaction_node", name="audio_interaction", namespace="",
@@ -96,6 +97,8 @@ def _nodes(context):
                   output="screen", remappings=remaps,
                   parameters=[{"file": _text(config("audio_file"))}],
                   condition=UnlessCondition(config("use_mic")))
+    # the speech node speaks one reply stream: the merged ~/reply of every reply session (with
+    # several, remap to one session's audio_interaction/<session>/reply)
     speech = Node(package=PACKAGE, executable="speech_node", name="speech", output="screen",
                   remappings=[("reply", "audio_interaction/reply")],
                   parameters=[{"input": "reply", "wav_path": _text(config("speech_wav"))}],

@@ -13,14 +13,13 @@ import sys
 import time
 from pathlib import Path
 
-import rclpy
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.parameter import Parameter
 
+from . import runtime
 from .interaction_node import InteractionNode
 from .monitor import Monitor
-from .runtime import close_node
 
 
 # --tasks: the parameter file layered on top of --params-file (as the launch file's tasks:=)
@@ -88,12 +87,13 @@ def main(argv: list[str] | None = None) -> int:
         print("audio-interaction-bringup: error: --use-mic false needs --audio-file",
               file=sys.stderr)
         return 2
-    rclpy.init(args=[sys.argv[0], *ros_arguments(args)])
+    stop = runtime.init([sys.argv[0], *ros_arguments(args)])
     overrides = [Parameter("autostart", value=False)]
     for name in ("model", "device", "dtype"):
         if getattr(args, name) is not None:
             overrides.append(Parameter(name, value=getattr(args, name)))
     nodes = []
+    executor = MultiThreadedExecutor(num_threads=3)
     try:
         source = _source_node(args)
         speak = args.speak == "true"
@@ -112,7 +112,6 @@ def main(argv: list[str] | None = None) -> int:
         if args.print:
             nodes.append(Monitor(interaction.get_fully_qualified_name(),
                                  interaction.get_parameter("sessions").value))
-        executor = MultiThreadedExecutor(num_threads=3)
         for node in nodes:
             executor.add_node(node)
         for node in nodes:  # the lifecycle nodes, as the launch file's events do
@@ -122,18 +121,17 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"audio-interaction-bringup: error: {node.get_name()} did not activate "
                       "(see the log above)", file=sys.stderr)
                 return 1
-        _spin(executor, source, nodes, args.exit_when_done)
+        runtime.spin(executor, stop, _finished(source, nodes) if args.exit_when_done
+                     else lambda: False)
         if args.speech_wav and speak:
             print(f"what the robot said: {args.speech_wav}")
-    except (ValueError, RuntimeError, OSError) as exc:
+    except (*runtime.BUILD_ERRORS, RuntimeError, OSError) as exc:
         print(f"audio-interaction-bringup: error: {exc}", file=sys.stderr)
         return 2
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        for node in reversed(nodes):
-            close_node(node)
-        rclpy.try_shutdown()
+        runtime.close(nodes, executor)
     return 0
 
 
@@ -149,20 +147,22 @@ def _source_node(args: argparse.Namespace):
         Parameter("silence_between_s", value=args.silence_between)])
 
 
-def _spin(executor, source, nodes, exit_when_done: bool) -> None:
-    """Spin; with ``exit_when_done``, return once the files are played, the engine has consumed
-    what it could and nothing is left to say."""
+def _finished(source, nodes):
+    """For ``--exit-when-done``: true once the files are played, the engine has consumed what it
+    could and nothing has been left to say for a second."""
     quiet_since = None
-    while rclpy.ok():
-        executor.spin_once(timeout_sec=0.1)
-        if not exit_when_done or not getattr(source, "done", False):
-            continue
+
+    def finished() -> bool:
+        nonlocal quiet_since
+        if not getattr(source, "done", False):
+            return False
         engines = [n.engine for n in nodes if getattr(n, "engine", None) is not None]
         idle = all(e.backlog_s < 0.4 and not e.busy for e in engines) and \
             not any(getattr(n, "speaking", False) for n in nodes)
         quiet_since = (quiet_since or time.monotonic()) if idle else None
-        if quiet_since and time.monotonic() - quiet_since > 1.0:
-            return
+        return bool(quiet_since) and time.monotonic() - quiet_since > 1.0
+
+    return finished
 
 
 if __name__ == "__main__":

@@ -16,14 +16,11 @@ from audio_common_msgs.msg import AudioDataStamped, AudioInfo
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
-from rclpy.qos import (DurabilityPolicy, QoSProfile, ReliabilityPolicy,
-                       qos_profile_sensor_data)
 
 from ..core.protocol import SAMPLE_RATE_HZ
-from . import messages, runtime
+from . import messages, qos, runtime
+from .portaudio import quiet_portaudio
 
-INFO_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
 QUEUE_BLOCKS = 100  # 100 blocks of 100 ms: 10 s of audio waiting for the executor at most
 
 
@@ -98,6 +95,7 @@ class CaptureNode(Node):
         self.declare_parameter("frame_id", "microphone", describe("Header frame_id."))
         import pyaudio
 
+        quiet_portaudio(self.get_logger().debug)  # ALSA/JACK chatter would bury our error
         self._pa = pyaudio.PyAudio()
         try:
             self.choice = choose_input(self._pa, str(self.get_parameter("device").value),
@@ -111,10 +109,9 @@ class CaptureNode(Node):
         self.overflows = 0  # blocks dropped because the executor did not keep up
         self.device_overruns = 0  # PortAudio reported input overflow
         self._frame_id = self.get_parameter("frame_id").value
-        self._info_pub = self.create_publisher(AudioInfo, "audio_info", INFO_QOS)
-        self._audio_pub = self.create_publisher(AudioDataStamped, "audio",
-                                                qos_profile_sensor_data)
-        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._info_pub = self.create_publisher(AudioInfo, "audio_info", qos.LATCHED)
+        self._audio_pub = self.create_publisher(AudioDataStamped, "audio", qos.MICROPHONE)
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", qos.PERIODIC)
         self._info_pub.publish(messages.audio_info(self.choice.rate_hz, self.choice.channels))
         self._stream = self._pa.open(format=pyaudio.paInt16, channels=self.choice.channels,
                                      rate=self.choice.rate_hz, input=True,
@@ -169,7 +166,8 @@ class CaptureNode(Node):
 def main(args: list[str] | None = None) -> int:
     """Entry point: ``ros2 run audio_interaction_ros capture_node``."""
     return runtime.run(CaptureNode, "capture_node", args,
-                       build_errors=(CaptureError, OSError, ImportError, ValueError))
+                       build_errors=(CaptureError, OSError, ImportError, *runtime.BUILD_ERRORS))
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,6 +1,7 @@
 """``fleet_node``: one model serving several robots (a GPU server listening for a fleet).
 
-Parameter ``robots`` (a list of namespaces) on the fleet's own node, ``audio_interaction_fleet``.
+Parameter ``robots`` (a list of namespaces; config/fleet.yaml) on the fleet's own node,
+``audio_interaction_fleet``.
 Each robot gets an interaction node named ``audio_interaction`` in ``/<robot>``: exactly the
 topics, services, parameters, lifecycle and diagnostics of an ``interaction_node`` started in that
 namespace (``/robot1/audio`` in, ``/robot1/audio_interaction/speech`` out, ...), with its own
@@ -19,17 +20,15 @@ from __future__ import annotations
 
 import sys
 
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.exceptions import InvalidNamespaceException
 from rclpy.node import Node
 from rclpy.validate_namespace import validate_namespace
 
 from .interaction_node import InteractionNode
 from .model_host import ModelHost
-from . import runtime
+from . import params, runtime
 
 FLEET_NODE_NAME = "audio_interaction_fleet"
-DEFAULT_ROBOTS = ["robot1", "robot2"]
 
 
 def robot_namespaces(robots: list[str]) -> list[str]:
@@ -56,10 +55,8 @@ class FleetNode(Node):
 
     def __init__(self, **kwargs) -> None:
         super().__init__(FLEET_NODE_NAME, **kwargs)
-        self.declare_parameter("robots", DEFAULT_ROBOTS, ParameterDescriptor(
-            description="Namespaces of the robots this process serves; each gets an interaction "
-                        "node /<robot>/audio_interaction sharing the one model.",
-            read_only=True))
+        for p in params.FLEET.node:
+            self.declare_parameter(p.name, p.default, params.descriptor(p))
         self.models = ModelHost()
         self.robots: list[InteractionNode] = []
         try:

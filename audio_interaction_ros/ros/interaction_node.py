@@ -17,10 +17,8 @@ import torch
 from audio_common_msgs.msg import AudioDataStamped, AudioInfo
 from diagnostic_msgs.msg import DiagnosticArray
 from hri_msgs.msg import LiveSpeech
-from rcl_interfaces.msg import SetParametersResult
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Bool, Float32, String
 from std_srvs.srv import SetBool, Trigger
 
@@ -37,28 +35,13 @@ from ..core.protocol import SAMPLE_RATE_HZ
 from ..voice.tts import ESPEAK_BASE_WPM, Voice, VoiceConfig, VoiceOptions, open_voice
 from .lifecycle import ManagedNodeMixin
 from .model_host import ModelHost, ModelRequest
-from . import messages, params, runtime
-from .params import descriptor
-
-AUDIO_INFO_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                            durability=DurabilityPolicy.TRANSIENT_LOCAL,
-                            history=HistoryPolicy.KEEP_LAST)
-# Deep queues: a burst of audio messages (a driver catching up, a bag) must not be cut to the
-# last few before the executor takes them. Best effort matches both kinds of publisher.
-AUDIO_QUEUE_DEPTH = 200
-AUDIO_BEST_EFFORT_QOS = QoSProfile(depth=AUDIO_QUEUE_DEPTH,
-                                   reliability=ReliabilityPolicy.BEST_EFFORT,
-                                   durability=DurabilityPolicy.VOLATILE,
-                                   history=HistoryPolicy.KEEP_LAST)
-AUDIO_RELIABLE_QOS = QoSProfile(depth=AUDIO_QUEUE_DEPTH, reliability=ReliabilityPolicy.RELIABLE,
-                                history=HistoryPolicy.KEEP_LAST)
-OUTPUT_QOS = QoSProfile(depth=20, reliability=ReliabilityPolicy.RELIABLE)
-SPEAKING_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
+from . import messages, params, qos, runtime
 
 
 class InteractionNode(ManagedNodeMixin, LifecycleNode):
     """Lifecycle node running the Audio-Interaction model on an audio topic."""
+
+    PARAMS = params.INTERACTION
 
     def __init__(self, node_name: str = "audio_interaction", *,
                  models: ModelHost | None = None, **kwargs) -> None:
@@ -70,6 +53,8 @@ class InteractionNode(ManagedNodeMixin, LifecycleNode):
         self._ingest: AudioIngest | None = None
         self._out_pubs: dict[str, object] = {}
         self._probability_pubs: dict[str, object] = {}
+        self._session_pubs: dict[str, object] = {}
+        self._audio_frame_id = ""  # the microphone's frame, from the audio messages
         self._audio_subs: list = []
         self._outputs: dict[str, str] = {}
         self._state_lock = threading.Lock()
@@ -83,14 +68,9 @@ class InteractionNode(ManagedNodeMixin, LifecycleNode):
         self._audio_origin_s: float | None = None
         self._instruction_voice: Voice | None = None
         super().__init__(node_name, **kwargs)
-        for p in params.NODE_PARAMS:
-            self.declare_parameter(p.name, p.default, descriptor(p))
-        self._session_names = list(self.get_parameter("sessions").value) or ["assistant"]
-        for name in self._session_names:
-            for p in params.SESSION_PARAMS:
-                self.declare_parameter(f"{name}.{p.name}", p.default, descriptor(p))
-        self.add_on_set_parameters_callback(self._on_set_parameters)
-        self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._session_names = self._declare_parameters()
+        self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics",
+                                                      qos.PERIODIC)
         self._diagnostics_timer = self.create_timer(
             self._param("diagnostics_period_s"), self._publish_diagnostics)
         self.create_service(SetBool, "~/set_listening", self._on_set_listening)
@@ -104,14 +84,7 @@ class InteractionNode(ManagedNodeMixin, LifecycleNode):
         return self._engine
 
     # ---------------------------------------------------------------- parameters
-    def _on_set_parameters(self, changes) -> SetParametersResult:
-        for change in changes:
-            spec = params.lookup(change.name)
-            if spec is None:
-                continue
-            reason = spec.check(change.value)
-            if reason:
-                return SetParametersResult(successful=False, reason=reason)
+    def _apply_parameters(self, changes) -> None:
         if self._engine is not None:  # dynamic changes that need the engine
             for change in changes:
                 key = change.name.rsplit(".", 1)
@@ -126,7 +99,6 @@ class InteractionNode(ManagedNodeMixin, LifecycleNode):
                     self._ingest.gap_tolerance_s = change.value
                 elif change.name in ("tts_voice", "tts_backend"):
                     self._later(self._reopen_instruction_voice)
-        return SetParametersResult(successful=True)
 
     def _later(self, action) -> None:
         """Run ``action`` after the parameter update is stored (one-shot timer)."""
@@ -184,14 +156,20 @@ class InteractionNode(ManagedNodeMixin, LifecycleNode):
         self._outputs = {n: self._param(f"{n}.output") for n in self._session_names}
         make = self.create_lifecycle_publisher
         self._out_pubs = {
-            "speech": make(String, "~/speech", OUTPUT_QOS),
-            "reply": make(LiveSpeech, "~/reply", OUTPUT_QOS),
-            "transcript": make(LiveSpeech, "~/transcript", OUTPUT_QOS),
-            "sound_events": make(LiveSpeech, "~/sound_events", OUTPUT_QOS),
-            "is_speaking": make(Bool, "~/is_speaking", SPEAKING_QOS),
+            "speech": make(String, "~/speech", qos.TEXT),
+            "reply": make(LiveSpeech, "~/reply", qos.TEXT),
+            "transcript": make(LiveSpeech, "~/transcript", qos.TEXT),
+            "sound_events": make(LiveSpeech, "~/sound_events", qos.TEXT),
+            # true while the model generates a reply (not while audio plays: that is the
+            # speech node's is_speaking)
+            "is_replying": make(Bool, "~/is_replying", qos.LATCHED),
         }
-        self._probability_pubs = {n: make(Float32, f"~/{n}/speak_probability", 10)
+        self._probability_pubs = {n: make(Float32, f"~/{n}/speak_probability", qos.PERIODIC)
                                   for n in self._session_names}
+        # the session is said by the topic, not in the message: ~/reply etc. merge the sessions
+        # of one output kind, ~/<session>/<output> carries that session's messages alone
+        self._session_pubs = {n: make(LiveSpeech, f"~/{n}/{self._outputs[n]}", qos.TEXT)
+                              for n in self._session_names}
         info = self._model.info
         how = "loaded on" if loaded else \
             f"shared with {self._models.users(self._model) - 1} other node(s), on"
@@ -242,19 +220,19 @@ class InteractionNode(ManagedNodeMixin, LifecycleNode):
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Subscribe and start the engine; publishers switch on in super()."""
-        audio_qos = AUDIO_RELIABLE_QOS if self._param("audio_reliable") else \
-            AUDIO_BEST_EFFORT_QOS
+        audio_qos = qos.AUDIO_RELIABLE if self._param("audio_reliable") else \
+            qos.AUDIO_BEST_EFFORT
         self._audio_subs = [
-            self.create_subscription(AudioInfo, "audio_info", self._on_audio_info, AUDIO_INFO_QOS),
+            self.create_subscription(AudioInfo, "audio_info", self._on_audio_info, qos.LATCHED),
             self.create_subscription(AudioDataStamped, "audio", self._on_audio, audio_qos),
             self.create_subscription(Bool, "robot_speaking", self._on_robot_speaking,
-                                     SPEAKING_QOS),
+                                     qos.LATCHED),
         ]
         result = super().on_activate(state)
         for name in self._session_names:
             self._instruct(name)
         self._engine.start()
-        self._out_pubs["is_speaking"].publish(Bool(data=False))
+        self._out_pubs["is_replying"].publish(Bool(data=False))
         return result
 
     def _teardown_active(self) -> None:
@@ -265,9 +243,10 @@ class InteractionNode(ManagedNodeMixin, LifecycleNode):
             self.get_logger().warning("engine thread did not stop within 30 s (long reply?)")
 
     def _teardown_configured(self) -> None:
-        for pub in [*self._out_pubs.values(), *self._probability_pubs.values()]:
+        for pub in [*self._out_pubs.values(), *self._probability_pubs.values(),
+                    *self._session_pubs.values()]:
             self.destroy_publisher(pub)
-        self._out_pubs, self._probability_pubs = {}, {}
+        self._out_pubs, self._probability_pubs, self._session_pubs = {}, {}, {}
         self._engine, self._ingest = None, None
         self._release_model()
         if self._instruction_voice is not None:
@@ -297,6 +276,7 @@ class InteractionNode(ManagedNodeMixin, LifecycleNode):
         samples = converted.samples
         if samples is None:
             return
+        self._audio_frame_id = msg.header.frame_id
         if self._audio_origin_s is None and msg.header.stamp.sec > 0:
             # the audio clock's zero on the publisher's clock: replies are stamped with the
             # end of the chunk that triggered them, on the time base of the audio itself
@@ -378,19 +358,20 @@ class InteractionNode(ManagedNodeMixin, LifecycleNode):
             self._probability_pubs[event.session].publish(Float32(data=event.p_speak))
             if event.speak:
                 self._reply_text[event.session] = ""
-                self._out_pubs["is_speaking"].publish(Bool(data=True))
+                self._out_pubs["is_replying"].publish(Bool(data=True))
         elif isinstance(event, ReplyDelta):
             text = self._reply_text.get(event.session, "") + event.text
             self._reply_text[event.session] = text
-            self._live_speech(event.session).publish(
-                messages.live_speech(stamp, event.session, incremental=text, locale=locale))
+            self._publish_live_speech(event.session, messages.live_speech(
+                stamp, self._audio_frame_id, incremental=text, locale=locale))
         elif isinstance(event, ReplyDone):
             output = self._outputs.get(event.session, "reply")
-            self._live_speech(event.session).publish(messages.live_speech(
-                stamp, event.session, final=event.text, confidence=event.p_speak, locale=locale))
+            self._publish_live_speech(event.session, messages.live_speech(
+                stamp, self._audio_frame_id, final=event.text, confidence=event.p_speak,
+                locale=locale))
             if output == "reply":
                 self._out_pubs["speech"].publish(String(data=event.text))
-            self._out_pubs["is_speaking"].publish(Bool(data=False))
+            self._out_pubs["is_replying"].publish(Bool(data=False))
             if event.truncated:
                 self._log_once("reply_truncated", f"session {event.session}: reply cut at "
                                f"max_reply_tokens ({self._param('max_reply_tokens')})")
@@ -411,8 +392,11 @@ class InteractionNode(ManagedNodeMixin, LifecycleNode):
         gaps = ingest.seconds.get("stamp_gap", 0.0) if ingest is not None else 0.0
         return rclpy.time.Time(nanoseconds=int((origin + gaps + stream_time_s) * 1e9)).to_msg()
 
-    def _live_speech(self, session: str):
-        return self._out_pubs[self._outputs.get(session, "reply")]
+    def _publish_live_speech(self, session: str, msg: LiveSpeech) -> None:
+        """On the output kind's topic (all sessions of that kind) and the session's own. The
+        header's frame_id is the microphone's (the audio's frame_id), as a perception result."""
+        self._out_pubs[self._outputs.get(session, "reply")].publish(msg)
+        self._session_pubs[session].publish(msg)
 
     def _publish_diagnostics(self) -> None:
         stamp = self.get_clock().now().to_msg()
@@ -462,6 +446,7 @@ class InteractionNode(ManagedNodeMixin, LifecycleNode):
 def main(args: list[str] | None = None) -> int:
     """Entry point: ``ros2 run audio_interaction_ros interaction_node``."""
     return runtime.run(InteractionNode, "interaction_node", args)
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -7,13 +7,11 @@ import time
 from diagnostic_msgs.msg import DiagnosticArray
 from hri_msgs.msg import LiveSpeech
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Bool, Float32, String
 
+from . import qos
+
 DIAGNOSTICS_EVERY_S = 5.0  # a diagnostics line this often, or when the level changes
-RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
-LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
 class Monitor(Node):
@@ -26,15 +24,16 @@ class Monitor(Node):
         base = target.rstrip("/")
         for name in sessions:
             self.create_subscription(Float32, f"{base}/{name}/speak_probability",
-                                     lambda m, n=name: self._on_probability(n, m), RELIABLE)
+                                     lambda m, n=name: self._on_probability(n, m), qos.TEXT)
         for topic in ("reply", "transcript", "sound_events"):
             self.create_subscription(LiveSpeech, f"{base}/{topic}",
-                                     lambda m, t=topic: self._on_live(t, m), RELIABLE)
+                                     lambda m, t=topic: self._on_live(t, m), qos.TEXT)
         self.create_subscription(String, f"{base}/speech",
-                                 lambda m: self._print(f"[speech]      {m.data}"), RELIABLE)
-        self.create_subscription(Bool, f"{base}/is_speaking",
-                                 lambda m: self._print(f"[is_speaking] {m.data}"), LATCHED)
-        self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
+                                 lambda m: self._print(f"[speech]      {m.data}"), qos.TEXT)
+        self.create_subscription(Bool, f"{base}/is_replying",
+                                 lambda m: self._print(f"[is_replying] {m.data}"), qos.LATCHED)
+        self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics,
+                                 qos.PERIODIC)
         self._last_level = None
         self._last_diag_s = 0.0
 

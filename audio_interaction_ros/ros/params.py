@@ -1,7 +1,10 @@
-"""The interaction node's parameters, declared once: name, default, description, constraints.
+"""The parameters of the package's nodes (both lifecycle nodes, and fleet_node's own), declared
+once: name, default, description, constraints.
 
-``config/interaction.yaml`` documents the same keys (a test checks they agree). Static parameters
-are read on configure; ``dynamic`` ones also apply while the node is active.
+Each lifecycle node's table is declared and validated by ``lifecycle.ManagedNodeMixin``, and
+``tools/write_config.py`` writes it into ``config/<node>.yaml`` (a test checks they agree), so a
+new parameter is added here and nowhere else. Static parameters are read on configure; ``dynamic``
+ones also apply while the node is active.
 """
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..core.checkpoint import DEFAULT_REPO_ID
+from ..voice.tts import BACKENDS, MAX_LENGTH_SCALE, MAX_VOLUME, MIN_LENGTH_SCALE
 
 
 @dataclass(frozen=True)
@@ -24,6 +28,8 @@ class Param:
     high: float | None = None
     dynamic: bool = False
     read_only: bool = False
+    pattern: str = ""  # a string value must match it whole; ``pattern_text`` says how in words
+    pattern_text: str = ""
 
     def check(self, value: Any) -> str | None:
         """None if ``value`` is acceptable, else the reason (for SetParametersResult)."""
@@ -33,8 +39,8 @@ class Param:
             return f"{self.name} must be >= {self.low}, got {value}"
         if self.high is not None and value > self.high:
             return f"{self.name} must be <= {self.high}, got {value}"
-        if self.name == "device" and not re.fullmatch(r"auto|cpu|cuda(:\d+)?", value):
-            return f"device must be auto, cpu, cuda or cuda:N, got {value!r}"
+        if self.pattern and not re.fullmatch(self.pattern, value):
+            return f"{self.name} must be {self.pattern_text}, got {value!r}"
         return None
 
 
@@ -62,7 +68,8 @@ INSTRUCTION_MODES = ("speech", "text_turn")
 NODE_PARAMS: tuple[Param, ...] = (
     Param("model", DEFAULT_REPO_ID, "Checkpoint directory or Hugging Face repo id (downloaded "
           "once into the Hugging Face cache)."),
-    Param("device", "auto", "auto, cpu, cuda or cuda:N (auto = cuda when present)."),
+    Param("device", "auto", "auto, cpu, cuda or cuda:N (auto = cuda when present).",
+          pattern=r"auto|cpu|cuda(:\d+)?", pattern_text="auto, cpu, cuda or cuda:N"),
     Param("dtype", "auto", "auto (bfloat16 on GPU, float32 on CPU), bfloat16, float16, float32.",
           choices=("auto", "bfloat16", "float16", "float32")),
     Param("allow_cpu_fallback", False, "If the GPU cannot be used (absent, out of memory), load "
@@ -117,7 +124,8 @@ NODE_PARAMS: tuple[Param, ...] = (
 
 SESSION_PARAMS: tuple[Param, ...] = (
     Param("output", "reply", "reply: ~/speech + ~/reply; transcript: ~/transcript; "
-          "sound_events: ~/sound_events.", choices=OUTPUTS),
+          "sound_events: ~/sound_events. The same LiveSpeech messages also go to "
+          "~/<session>/<output>, this session's alone.", choices=OUTPUTS),
     Param("instruction", "", "Task given to this session before live audio ('' = none), "
           "spoken into its stream; setting it while active re-instructs the session.",
           dynamic=True),
@@ -128,12 +136,70 @@ SESSION_PARAMS: tuple[Param, ...] = (
           "(takes precedence over instruction).", dynamic=True),
 )
 
-BY_NAME = {p.name: p for p in NODE_PARAMS}
-SESSION_BY_NAME = {p.name: p for p in SESSION_PARAMS}
+SPEECH_PARAMS: tuple[Param, ...] = (
+    Param("input", "reply", "What to speak: reply (hri_msgs/LiveSpeech; each sentence as soon "
+          "as it is complete, before the reply ends) or speech (std_msgs/String, whole "
+          "replies). Only that topic is subscribed, so nothing is said twice.",
+          choices=("reply", "speech")),
+    Param("backend", "auto", "piper (neural voice), espeak (espeak-ng), or auto (piper when "
+          "it can load the voice, else espeak-ng).", choices=BACKENDS),
+    Param("voice", "", "piper: an installed voice name (en_US-joe-medium) or a .onnx path; "
+          "espeak: an espeak-ng voice (en-us); '' = the backend's default."),
+    Param("length_scale", 1.0, "Speaking slowness: 1.0 = the voice's pace, 2.0 twice as slow "
+          "(espeak-ng: 175 / length_scale words per minute).", low=MIN_LENGTH_SCALE,
+          high=MAX_LENGTH_SCALE, dynamic=True),
+    Param("volume", 1.0, "Gain on the voice (1.0 = as synthesized; clipped at full scale).",
+          low=0.0, high=MAX_VOLUME, dynamic=True),
+    Param("sample_rate", 22050, "Rate of speech_audio in Hz (the voice is resampled).",
+          low=8000, high=48000),
+    Param("chunk_ms", 100, "Audio per speech_audio message in milliseconds.", low=10,
+          high=1000),
+    Param("publish_ahead_s", 0.5, "Audio is published at most this far ahead of real time "
+          "(the consumer's buffer); the first audio of an utterance goes out at once.",
+          low=0.0, high=60.0),
+    Param("queue_size", 20, "Sentences waiting for synthesis; beyond this the oldest is "
+          "dropped and counted.", low=1, high=1000),
+    Param("threads", 1, "onnxruntime threads for piper (0 = onnxruntime's default: every "
+          "core, busy-waiting). One leaves the cores to the model; more lower the latency only "
+          "where cores are idle.", low=0, high=64),
+    Param("play_locally", False, "Also play the speech on a local output device (PyAudio)."),
+    Param("output_device", "", "Output device for play_locally: index or name substring "
+          "('' = the default output)."),
+    Param("wav_path", "", "If set, everything spoken is also appended to this WAV file "
+          "(written anew on each configure, closed on cleanup and shutdown)."),
+    Param("frame_id", "speech", "Header frame_id of speech_audio (the frame of the robot's "
+          "loudspeaker)."),
+    Param("diagnostics_period_s", 1.0, "Period of /diagnostics.", low=0.1, high=60.0),
+    Param("autostart", True, "Configure and activate on start (launch files that manage the "
+          "lifecycle set false).", read_only=True),
+)
 
 
-def lookup(name: str) -> Param | None:
-    """The Param of a node parameter or of a session parameter ``<session>.<key>``."""
-    if name in BY_NAME:
-        return BY_NAME[name]
-    return SESSION_BY_NAME.get(name.rsplit(".", 1)[-1]) if "." in name else None
+@dataclass(frozen=True)
+class ParamTable:
+    """All parameters of one node: its own, and (interaction node) one block per session,
+    ``<session>.<name>``, for each name listed in the node parameter ``sessions``."""
+
+    node: tuple[Param, ...]
+    per_session: tuple[Param, ...] = ()
+
+    def lookup(self, name: str) -> Param | None:
+        """The Param of a node parameter or of a session parameter ``<session>.<key>``."""
+        for p in self.node:
+            if p.name == name:
+                return p
+        if "." in name:
+            key = name.rsplit(".", 1)[-1]
+            return next((p for p in self.per_session if p.name == key), None)
+        return None
+
+
+FLEET_PARAMS: tuple[Param, ...] = (
+    Param("robots", ["robot1", "robot2"], "Namespaces of the robots this process serves; each "
+          "gets an interaction node /<robot>/audio_interaction, and all share one model.",
+          read_only=True),
+)
+
+INTERACTION = ParamTable(NODE_PARAMS, SESSION_PARAMS)
+SPEECH = ParamTable(SPEECH_PARAMS)
+FLEET = ParamTable(FLEET_PARAMS)

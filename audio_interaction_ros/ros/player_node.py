@@ -14,15 +14,10 @@ import soundfile
 from audio_common_msgs.msg import AudioDataStamped, AudioInfo
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.time import Duration
 
 from ..core.audio import resample
-from . import messages, runtime
-
-INFO_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
-AUDIO_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+from . import messages, qos, runtime
 
 
 def load_as_s16(path: str) -> tuple[np.ndarray, int]:
@@ -44,7 +39,7 @@ class PlayerNode(Node):
         describe = lambda text: ParameterDescriptor(description=text)  # noqa: E731
         self.declare_parameter("files", [""], describe("Audio files to play, in order."))
         self.declare_parameter("file", "", describe("One audio file (launch arguments are "
-                                                     "strings); played before files."))
+                                                    "strings); played before files."))
         self.declare_parameter("rate", 1.0, describe("Playback speed: 1.0 = real time."))
         self.declare_parameter("chunk_ms", 100, describe("Audio per message in milliseconds."))
         self.declare_parameter("loop", False, describe("Start again after the last file."))
@@ -74,8 +69,8 @@ class PlayerNode(Node):
                             for d, r in self._tracks]
         self.sample_rate_hz = self._tracks[0][1]
         self.channels = self._tracks[0][0].shape[1]
-        self._info_pub = self.create_publisher(AudioInfo, "audio_info", INFO_QOS)
-        self._audio_pub = self.create_publisher(AudioDataStamped, "audio", AUDIO_QOS)
+        self._info_pub = self.create_publisher(AudioInfo, "audio_info", qos.LATCHED)
+        self._audio_pub = self.create_publisher(AudioDataStamped, "audio", qos.AUDIO_RELIABLE)
         self._info_pub.publish(messages.audio_info(self.sample_rate_hz, self.channels))
         rate = float(self.get_parameter("rate").value)
         if rate <= 0:
@@ -151,6 +146,7 @@ class PlayerNode(Node):
 def main(args: list[str] | None = None) -> int:
     """Entry point: ``ros2 run audio_interaction_ros player_node --ros-args -p files:=[a.wav]``."""
     return runtime.run(PlayerNode, "player_node", args)
+
 
 if __name__ == "__main__":
     sys.exit(main())

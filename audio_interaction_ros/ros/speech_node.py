@@ -19,72 +19,26 @@ from audio_common_msgs.msg import AudioDataStamped, AudioInfo
 from diagnostic_msgs.msg import DiagnosticArray
 from hri_msgs.msg import LiveSpeech
 from numpy.typing import NDArray
-from rcl_interfaces.msg import SetParametersResult
 from rclpy.duration import Duration
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Bool, String
 
 from ..voice.local_output import LocalOutput
 from ..voice.sentences import SentenceSplitter, sentences
 from ..voice.speaker import Speaker
-from ..voice.tts import (BACKENDS, MAX_LENGTH_SCALE, MAX_VOLUME, MIN_LENGTH_SCALE, Voice,
-                         VoiceConfig, VoiceOptions, open_voice)
+from ..voice.tts import Voice, VoiceConfig, VoiceOptions, open_voice
 from .lifecycle import ManagedNodeMixin
-from . import messages, runtime
-from .params import Param, descriptor
+from . import messages, params, qos, runtime
+from .portaudio import quiet_portaudio
 
-INFO_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
-SPEAKING_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
-AUDIO_QOS = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE,
-                       history=HistoryPolicy.KEEP_LAST)
-# A streamed reply is one LiveSpeech message per token: keep them all until the executor runs.
-TEXT_QOS = QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE)
-
-PARAMS: tuple[Param, ...] = (
-    Param("input", "reply", "What to speak: reply (hri_msgs/LiveSpeech; each sentence as soon "
-          "as it is complete, before the reply ends) or speech (std_msgs/String, whole "
-          "replies). Only that topic is subscribed, so nothing is said twice.",
-          choices=("reply", "speech")),
-    Param("backend", "auto", "piper (neural voice), espeak (espeak-ng), or auto (piper when "
-          "it can load the voice, else espeak-ng).", choices=BACKENDS),
-    Param("voice", "", "piper: an installed voice name (en_US-joe-medium) or a .onnx path; "
-          "espeak: an espeak-ng voice (en-us); '' = the backend's default."),
-    Param("length_scale", 1.0, "Speaking slowness: 1.0 = the voice's pace, 2.0 twice as slow "
-          "(espeak-ng: 175 / length_scale words per minute).", low=MIN_LENGTH_SCALE,
-          high=MAX_LENGTH_SCALE, dynamic=True),
-    Param("volume", 1.0, "Gain on the voice (1.0 = as synthesized; clipped at full scale).",
-          low=0.0, high=MAX_VOLUME, dynamic=True),
-    Param("sample_rate", 22050, "Rate of speech_audio in Hz (the voice is resampled).",
-          low=8000, high=48000),
-    Param("chunk_ms", 100, "Audio per speech_audio message in milliseconds.", low=10,
-          high=1000),
-    Param("publish_ahead_s", 0.5, "Audio is published at most this far ahead of real time "
-          "(the consumer's buffer); the first audio of an utterance goes out at once.",
-          low=0.0, high=60.0),
-    Param("queue_size", 20, "Sentences waiting for synthesis; beyond this the oldest is "
-          "dropped and counted.", low=1, high=1000),
-    Param("threads", 1, "onnxruntime threads for piper (0 = onnxruntime's default: every "
-          "core, busy-waiting). One leaves the cores to the model; more lower the latency only "
-          "where cores are idle.", low=0, high=64),
-    Param("play_locally", False, "Also play the speech on a local output device (PyAudio)."),
-    Param("output_device", "", "Output device for play_locally: index or name substring "
-          "('' = the default output)."),
-    Param("wav_path", "", "If set, everything spoken is also appended to this WAV file "
-          "(written anew on each configure, closed on cleanup and shutdown)."),
-    Param("frame_id", "speech", "Header frame_id of speech_audio."),
-    Param("diagnostics_period_s", 1.0, "Period of /diagnostics.", low=0.1, high=60.0),
-    Param("autostart", True, "Configure and activate on start (launch files that manage the "
-          "lifecycle set false).", read_only=True),
-)
-BY_NAME = {p.name: p for p in PARAMS}
+ACK_WAIT_S = 1.0  # on shutdown, how long the last is_speaking may take to reach its subscribers
 
 
 # ---------------------------------------------------------------------------------- node
 class SpeechNode(ManagedNodeMixin, LifecycleNode):
     """Lifecycle node turning reply text into speech audio."""
+
+    PARAMS = params.SPEECH
 
     def __init__(self, node_name: str = "speech", **kwargs) -> None:
         self._voice: Voice | None = None
@@ -94,7 +48,7 @@ class SpeechNode(ManagedNodeMixin, LifecycleNode):
         self._wav_lock = threading.Lock()
         self._pubs: dict[str, object] = {}
         self._subs: list = []
-        self._splitters: dict[str, SentenceSplitter] = {}
+        self._splitter: SentenceSplitter | None = None  # the reply being streamed
         self._revisions = 0
         self._speaking = False
         self._frame_id = ""
@@ -102,10 +56,9 @@ class SpeechNode(ManagedNodeMixin, LifecycleNode):
         self._seen_reasons: set[str] = set()
         self._last_totals: dict[str, int] = {}
         super().__init__(node_name, **kwargs)
-        for p in PARAMS:
-            self.declare_parameter(p.name, p.default, descriptor(p))
-        self.add_on_set_parameters_callback(self._on_set_parameters)
-        self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._declare_parameters()
+        self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics",
+                                                      qos.PERIODIC)
         self._diagnostics_timer = self.create_timer(
             self._param("diagnostics_period_s"), self._publish_diagnostics)
 
@@ -114,23 +67,14 @@ class SpeechNode(ManagedNodeMixin, LifecycleNode):
         """The voice (None unless configured); for tests and benchmarks."""
         return self._voice
 
-    def _on_set_parameters(self, changes) -> SetParametersResult:
-        values = {}
-        for change in changes:
-            spec = BY_NAME.get(change.name)
-            if spec is None:
-                continue
-            reason = spec.check(change.value)
-            if reason:
-                return SetParametersResult(successful=False, reason=reason)
-            values[change.name] = change.value
+    def _apply_parameters(self, changes) -> None:
+        values = {change.name: change.value for change in changes}
         voice = self._voice
         if voice is not None and values.keys() & {"length_scale", "volume"}:
             # the next sentence is spoken with the new options (one object swapped at once)
             voice.options = VoiceOptions(
                 length_scale=values.get("length_scale", voice.options.length_scale),
                 volume=values.get("volume", voice.options.volume))
-        return SetParametersResult(successful=True)
 
     # ---------------------------------------------------------------- lifecycle
     @property
@@ -147,6 +91,7 @@ class SpeechNode(ManagedNodeMixin, LifecycleNode):
                 sample_rate_hz=rate_hz, threads=self._param("threads"),
                 options=VoiceOptions(self._param("length_scale"), self._param("volume"))))
             if self._param("play_locally"):
+                quiet_portaudio(self.get_logger().debug)
                 self._local = LocalOutput(self._param("output_device"), rate_hz)
             if self._param("wav_path"):
                 self._wav = self._open_wav(self._param("wav_path"), rate_hz)
@@ -158,9 +103,9 @@ class SpeechNode(ManagedNodeMixin, LifecycleNode):
         self._load_error = ""
         self._frame_id = self._param("frame_id")
         make = self.create_lifecycle_publisher
-        self._pubs = {"audio": make(AudioDataStamped, "~/speech_audio", AUDIO_QOS),
-                      "info": make(AudioInfo, "~/speech_audio_info", INFO_QOS),
-                      "is_speaking": make(Bool, "~/is_speaking", SPEAKING_QOS)}
+        self._pubs = {"audio": make(AudioDataStamped, "~/speech_audio", qos.AUDIO_RELIABLE),
+                      "info": make(AudioInfo, "~/speech_audio_info", qos.LATCHED),
+                      "is_speaking": make(Bool, "~/is_speaking", qos.LATCHED)}
         self._speaker = Speaker(self._voice, self._param("chunk_ms") / 1000.0,
                                 self._param("publish_ahead_s"), self._param("queue_size"),
                                 emit=self._emit, speaking=self._publish_speaking,
@@ -181,10 +126,10 @@ class SpeechNode(ManagedNodeMixin, LifecycleNode):
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Subscribe and start the speaker; publishers switch on in super()."""
         if self._param("input") == "speech":
-            self._subs = [self.create_subscription(String, "speech", self._on_speech, TEXT_QOS)]
+            self._subs = [self.create_subscription(String, "speech", self._on_speech, qos.TEXT)]
         else:
             self._subs = [self.create_subscription(LiveSpeech, "reply", self._on_reply,
-                                                   TEXT_QOS)]
+                                                   qos.TEXT)]
         result = super().on_activate(state)
         self._pubs["info"].publish(messages.audio_info(self._voice.sample_rate_hz, 1))
         self._publish_speaking(False)
@@ -195,12 +140,15 @@ class SpeechNode(ManagedNodeMixin, LifecycleNode):
         for sub in self._subs:
             self.destroy_subscription(sub)
         self._subs = []
-        self._splitters.clear()
+        self._splitter = None
         if self._speaker is not None and not self._speaker.stop(timeout_s=10.0):
             self.get_logger().warning("speech threads did not stop within 10 s (a long "
                                       "sentence still being synthesized?)")
-        if self._speaking and "is_speaking" in self._pubs:
+        if self._speaking and "is_speaking" in self._pubs and self.context.ok():
+            # a listener muted by is_speaking (the interaction node's robot_speaking) must hear
+            # that the robot stopped, also when this node is shut down mid-sentence
             self._publish_speaking(False)
+            self._pubs["is_speaking"].wait_for_all_acked(Duration(seconds=ACK_WAIT_S))
 
     def _teardown_configured(self) -> None:
         for pub in self._pubs.values():
@@ -231,15 +179,17 @@ class SpeechNode(ManagedNodeMixin, LifecycleNode):
         speaker, received_s = self._speaker, time.monotonic()
         if speaker is None or not (msg.final or msg.incremental):
             return
-        key = msg.header.frame_id  # the interaction node's session: replies may interleave
-        splitter = self._splitters.setdefault(key, SentenceSplitter())
+        # One reply stream per topic. Several reply sessions of the interaction node merge on
+        # its ~/reply: then remap reply to one session's ~/<session>/reply (README).
+        key = "reply"
+        splitter = self._splitter = self._splitter or SentenceSplitter()
         if splitter.starts_anew(msg.final or msg.incremental):
             speaker.say(key, [], received_s, end=True)  # the last one's final never came
-            splitter = self._splitters[key] = SentenceSplitter()
+            splitter = self._splitter = SentenceSplitter()
         before = splitter.revisions
         if msg.final:
             texts = splitter.finish(msg.final)
-            del self._splitters[key]
+            self._splitter = None
         else:
             texts = splitter.update(msg.incremental)
         if splitter.revisions > before:
@@ -313,6 +263,7 @@ class SpeechNode(ManagedNodeMixin, LifecycleNode):
 def main(args: list[str] | None = None) -> int:
     """Entry point: ``ros2 run audio_interaction_ros speech_node``."""
     return runtime.run(SpeechNode, "speech_node", args)
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -11,13 +11,13 @@ import rclpy
 import soundfile
 from hri_msgs.msg import LiveSpeech
 from rclpy.executors import SingleThreadedExecutor
-from rclpy.qos import QoSProfile, ReliabilityPolicy
 from std_msgs.msg import String
+
+from audio_interaction_ros.ros.qos import TEXT
 
 from ..conftest import child_env
 from .conftest import spin_until
 from .test_interaction_node import beep_clip
-
 
 
 def start(module: str, *ros_args: str, log: Path) -> subprocess.Popen:
@@ -41,12 +41,11 @@ def test_player_and_interaction_node_processes(ros_context, fixture_dir, tmp_pat
     soundfile.write(clip, beep_clip(48000, 2), 48000, subtype="PCM_16")
     node_log, player_log = tmp_path / "node.log", tmp_path / "player.log"
     listener = rclpy.create_node("listener", context=ros_context)
-    qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
     speech, finals = [], []
     listener.create_subscription(String, "/audio_interaction/speech",
-                                 lambda m: speech.append(m.data), qos)
+                                 lambda m: speech.append(m.data), TEXT)
     listener.create_subscription(LiveSpeech, "/audio_interaction/reply",
-                                 lambda m: m.final and finals.append(m), qos)
+                                 lambda m: m.final and finals.append(m), TEXT)
     executor = SingleThreadedExecutor(context=ros_context)
     executor.add_node(listener)
     node = start("audio_interaction_ros.ros.interaction_node", "-p",
@@ -58,8 +57,8 @@ def test_player_and_interaction_node_processes(ros_context, fixture_dir, tmp_pat
             node_log.read_text()
         player = start("audio_interaction_ros.ros.player_node", "-p", f"files:=['{clip}']",
                        "-p", "rate:=2.0", "-p", "start_delay_s:=1.0", log=player_log)
-        assert spin_until(executor, lambda: speech and finals, 60), (node_log.read_text(),
-                                                                    player_log.read_text())
+        assert spin_until(executor, lambda: speech and finals, 60), (
+            node_log.read_text(), player_log.read_text())
         assert speech[0] == "I hear a beep."
         assert finals[0].final == "I hear a beep."
     finally:

@@ -13,17 +13,13 @@ from hri_msgs.msg import LiveSpeech
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.parameter import Parameter
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Bool, Float32, String
 
 from audio_interaction_ros.ros import messages
+from audio_interaction_ros.ros.qos import LATCHED, TEXT as RELIABLE
 from audio_interaction_ros.ros.interaction_node import InteractionNode
 
 from .conftest import spin_for, spin_until
-
-LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
-RELIABLE = QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE)
 
 
 def beep_clip(rate: int = 48000, channels: int = 2, beep_s: float = 0.4) -> np.ndarray:
@@ -46,13 +42,13 @@ class AudioTester:
         self.speaking_pub = self.node.create_publisher(Bool, "robot_speaking", LATCHED)
         self.speech: list[str] = []
         self.replies: list[LiveSpeech] = []
-        self.is_speaking: list[bool] = []
+        self.is_replying: list[bool] = []
         self.probabilities: list[float] = []
         self.diagnostics: list[DiagnosticStatus] = []
         sub = self.node.create_subscription
         sub(String, f"{base}/speech", lambda m: self.speech.append(m.data), RELIABLE)
         sub(LiveSpeech, f"{base}/reply", self.replies.append, RELIABLE)
-        sub(Bool, f"{base}/is_speaking", lambda m: self.is_speaking.append(m.data), LATCHED)
+        sub(Bool, f"{base}/is_replying", lambda m: self.is_replying.append(m.data), LATCHED)
         sub(Float32, f"{base}/assistant/speak_probability",
             lambda m: self.probabilities.append(m.data), RELIABLE)
         sub(DiagnosticArray, "/diagnostics",
@@ -131,13 +127,43 @@ def test_48k_stereo_beep_gets_a_reply_with_stamps(running):
     finals = [r for r in tester.replies if r.final]
     assert finals[0].final == "I hear a beep." and finals[0].confidence > 0.9
     assert finals[0].locale == "en_US"
+    assert finals[0].header.frame_id == "mic"  # the microphone's frame, not a session name
     partials = [r.incremental for r in tester.replies if not r.final]
     assert partials and partials[-1] == "I hear a beep." and partials[0] == "I"
     # stamped at the end of the chunk that holds the beep (0.8-1.2 s), on the audio's clock
     stamp_ns = finals[0].header.stamp.sec * 10**9 + finals[0].header.stamp.nanosec
     assert stamp_ns - tester.first_stamp_ns == pytest.approx(1.2e9, abs=2e6)
-    assert spin_until(executor, lambda: tester.is_speaking[-2:] == [True, False], 5)
+    assert spin_until(executor, lambda: tester.is_replying[-2:] == [True, False], 5)
+    # "generating a reply" has its own name; is_speaking belongs to the speech node (audio plays)
+    topics = dict(tester.node.get_topic_names_and_types())
+    assert topics["/audio_interaction/is_replying"] == ["std_msgs/msg/Bool"]
+    assert "/audio_interaction/is_speaking" not in topics
     assert len(tester.probabilities) >= 3 and max(tester.probabilities) > 0.9
+
+
+def test_each_session_has_its_own_topic_beside_the_merged_one(ros_context, fixture_dir):
+    """Two reply sessions merge on ~/reply; ~/<session>/<output> keeps each one apart (what a
+    consumer that must not mix them, e.g. the speech node, subscribes to)."""
+    sessions = {"sessions": ["left", "right", "scribe"], "scribe.output": "transcript"}
+    with node_and_tester(ros_context, fixture_dir, **sessions) as (node, tester, executor):
+        finals: dict[str, list[str]] = {}
+        for topic in ("reply", "transcript", "left/reply", "right/reply", "scribe/transcript"):
+            finals[topic] = []
+            tester.node.create_subscription(
+                LiveSpeech, f"/audio_interaction/{topic}",
+                lambda m, t=topic: m.final and finals[t].append(m.final), RELIABLE)
+        tester.info(48000, 2)
+        spin_for(executor, 0.3)
+        tester.send(beep_clip())
+        assert spin_until(executor, lambda: all(finals.values()) and len(finals["reply"]) == 2,
+                          20), finals
+        spin_for(executor, 0.5)
+        assert finals["left/reply"] == finals["right/reply"] == ["I hear a beep."]
+        assert finals["reply"] == ["I hear a beep."] * 2
+        assert finals["scribe/transcript"] == finals["transcript"] and \
+            len(finals["transcript"]) == 1
+        topics = dict(tester.node.get_topic_names_and_types())
+        assert "/audio_interaction/scribe/reply" not in topics
 
 
 def test_diagnostics_report_model_and_latency(running):
@@ -145,7 +171,8 @@ def test_diagnostics_report_model_and_latency(running):
     tester.info(16000, 1)
     spin_for(executor, 0.2)
     tester.send(beep_clip(16000, 1), rate=16000)
-    assert spin_until(executor, lambda: tester.speech and tester.values().get("chunks", "0") >= "5")
+    assert spin_until(executor, lambda: tester.speech and
+                      int(tester.values().get("chunks", "0")) >= 5)
     values = tester.values()
     assert values["device"] == "cpu" and values["model"].endswith("ckpt")
     assert float(values["decision_latency_p50_ms"]) > 0
@@ -231,8 +258,8 @@ def test_robot_speaking_audio_is_ignored_and_counted(running):
     tester.speaking_pub.publish(Bool(data=True))
     spin_for(executor, 0.3)
     tester.send(beep_clip())
-    assert spin_until(executor, lambda: float(tester.values().get("dropped_s.robot_speaking",
-                                                                 0)) >= 2.5)
+    assert spin_until(executor, lambda: float(
+        tester.values().get("dropped_s.robot_speaking", 0)) >= 2.5)
     assert not tester.speech
     tester.speaking_pub.publish(Bool(data=False))
     spin_for(executor, 0.8)  # past speaking_tail_s
@@ -343,8 +370,8 @@ def test_overload_bounds_the_backlog_warns_and_recovers(ros_context, fixture_dir
     node catches up."""
     import time
 
-    with node_and_tester(ros_context, fixture_dir, max_backlog_s=1.0) as (node, tester,
-                                                                            executor):
+    with node_and_tester(ros_context, fixture_dir,
+                         max_backlog_s=1.0) as (node, tester, executor):
         model = node.engine.model
         fast_encode = model.encode
 
@@ -383,8 +410,8 @@ def test_overload_bounds_the_backlog_warns_and_recovers(ros_context, fixture_dir
         assert spin_until(executor, lambda: len(tester.speech) > before, 20)
 
 
-def test_typed_instruction_is_spoken_into_its_session_before_live_audio(ros_context,
-                                                                       fixture_dir):
+def test_typed_instruction_is_spoken_into_its_session_before_live_audio(
+        ros_context, fixture_dir):
     """<session>.instruction: synthesized at 16 kHz and fed, pinned, before the first live chunk;
     setting it again while active replaces it, and re-activation does not repeat it: one
     instruction pinned, within its budget, however often."""

@@ -8,25 +8,23 @@ import shutil
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import rclpy
 import soundfile
-import yaml
 from audio_common_msgs.msg import AudioDataStamped, AudioInfo
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from hri_msgs.msg import LiveSpeech
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.parameter import Parameter
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Bool, Header, String
 
 from audio_interaction_ros.ros import messages
+from audio_interaction_ros.ros.qos import LATCHED, TEXT as RELIABLE
 from audio_interaction_ros.ros.interaction_node import InteractionNode
-from audio_interaction_ros.ros.speech_node import PARAMS, SpeechNode
+from audio_interaction_ros.ros.speech_node import SpeechNode
 
 from ..conftest import child_env
 from .conftest import spin_until
@@ -34,11 +32,6 @@ from .conftest import spin_until
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None,
                                 reason="espeak-ng is not installed (the fallback voice)")
 
-REPO = Path(__file__).resolve().parents[2]
-CONFIG = REPO / "config" / "speech.yaml"
-LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
-RELIABLE = QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE)
 SENTENCE = "The weather is nice today, so let us go for a walk in the park."
 
 
@@ -77,8 +70,7 @@ class SpeechTester:
         self.events.append((next(self.order), f"speaking={msg.data}"))
 
     def reply(self, incremental: str = "", final: str = "") -> LiveSpeech:
-        msg = LiveSpeech(header=Header(stamp=self.node.get_clock().now().to_msg(),
-                                       frame_id="assistant"),
+        msg = LiveSpeech(header=Header(stamp=self.node.get_clock().now().to_msg()),
                          incremental=incremental, final=final)
         self.reply_pub.publish(msg)
         self.events.append((next(self.order), "final sent" if final else "incremental sent"))
@@ -228,14 +220,6 @@ def test_play_locally_without_an_output_device_fails_cleanly(rig):
     assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
     assert spin_until(executor, lambda: tester.diagnostics and
                       "no audio output device" in tester.diagnostics[-1].message)
-
-
-def test_config_file_documents_every_parameter():
-    params = yaml.safe_load(CONFIG.read_text())["/**/speech"]["ros__parameters"]
-    assert set(params) == {p.name for p in PARAMS}
-    for p in PARAMS:
-        assert params[p.name] == p.default and type(params[p.name]) is type(p.default), p.name
-        assert p.check(p.default) is None, p.name
 
 
 def test_a_reply_whose_final_was_lost_is_closed_when_the_next_begins(rig):

@@ -39,7 +39,7 @@ def test_three_tasks_file_names_known_valid_parameters():
     assert set(layer) == set(sessions) == set(OUTPUTS.values())
     for name in sessions:
         for key, value in layer[name].items():
-            spec = params.lookup(f"{name}.{key}")
+            spec = params.INTERACTION.lookup(f"{name}.{key}")
             assert spec is not None and spec in params.SESSION_PARAMS, key
             assert spec.check(value) is None, (name, key, value)
     assert {layer[s]["output"]: s for s in sessions} == OUTPUTS
