@@ -134,3 +134,12 @@ def test_fleet_node_serves_two_robots_apart(ros_context, fleet_process):
     assert [first[k] for k in losses] == [before.get(k) for k in losses], (before, first)
     assert float(flooded["dropped_s.backlog_overflow"]) >= FLOOD_MESSAGE_S - ROBOT2_BACKLOG_S
     assert int(flooded["input_messages.partial_frame"]) == 1
+
+
+def test_a_bad_robots_list_is_one_error_line_and_exit_2(tmp_path):
+    log = tmp_path / "fleet.log"
+    proc = start("audio_interaction_ros.ros.fleet_node", "-p", "robots:=[robot1, /robot1]",
+                 log=log)
+    assert proc.wait(timeout=60) == 2, log.read_text()
+    assert "fleet_node: error: robots: '/robot1' is named twice" in log.read_text()
+    assert "Traceback" not in log.read_text()
