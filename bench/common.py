@@ -7,6 +7,7 @@ writes carries the machine context beside it (load average, cores, threads, memo
 """
 from __future__ import annotations
 
+import json
 import os
 import platform
 import sys
@@ -42,6 +43,46 @@ def load_model(spec: str, device: str = "cpu", dtype: str = "float32",
 
         return build_random_real_model(device=device, dtype=dtype, seed=seed)
     return AudioInteractionModel.load(spec, device=device, dtype=dtype)
+
+
+def random_cache(model: AudioInteractionModel, length: int, headroom: int = 64,
+                 generator: torch.Generator | None = None):
+    """A session KV cache holding ``length`` positions of random keys/values (a forward's cost
+    depends on the length, not on the values), with room for ``headroom`` more."""
+    cache = model.new_cache()
+    cache.reserve(length + headroom)
+    shape = (1, cache.kv_heads, length, cache.head_dim)
+    for layer in range(cache.n_layers):
+        keys = torch.randn(shape, generator=generator).to(model.device, model.dtype)
+        values = torch.randn(shape, generator=generator).to(model.device, model.dtype)
+        cache.write(layer, keys, values)
+    cache.advance(length)
+    return cache
+
+
+def add_model_args(parser) -> None:
+    """The options every model benchmark takes: which model, where, how many threads, output."""
+    parser.add_argument("--model", default="fixture", help="fixture | real | checkpoint dir")
+    parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | auto")
+    parser.add_argument("--dtype", default="auto", help="float32 | bfloat16 | float16 | auto")
+    parser.add_argument("--reps", type=int, default=5, help="timed repetitions")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed repetitions first")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", type=Path, help="write the figures here")
+
+
+def write_report(path: Path | None, spec: str, model: AudioInteractionModel, context: dict,
+                 figures: dict) -> dict:
+    """``figures`` with what was measured and how busy the machine was before and after;
+    written as JSON to ``path`` when given."""
+    report = {"machine": context, "model": spec, "device": str(model.device),
+              "dtype": str(model.dtype).removeprefix("torch."), **figures,
+              "loadavg_after": [round(x, 2) for x in os.getloadavg()]}
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(report, indent=1) + "\n")
+    return report
 
 
 def sync(device: torch.device) -> None:

@@ -61,7 +61,7 @@ def main() -> None:
     def one_chunk() -> list[float]:
         t0 = time.perf_counter()
         for _ in range(4):
-            out = ingest.convert(messages.payload(msg), 1.0)
+            out = ingest.convert(messages.payload(msg.audio.data), 1.0)
             fifo.push(out.samples)
         t1 = time.perf_counter()
         chunk = fifo.take(6400)

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from common import (AUDIO_DIR, available_memory_mb, load_model, machine_context, percentiles_ms,
-                    sync)
+                    random_cache, sync)
 from audio_interaction_ros.core.audio import read_audio_file
 from audio_interaction_ros.core.engine import Engine, EngineConfig
 from audio_interaction_ros.core.events import Decision, ReplyDone
@@ -39,6 +39,7 @@ from audio_interaction_ros.core.model import AudioInteractionModel, resolve_dtyp
 from audio_interaction_ros.core.protocol import (AUDIO_SLOT_OFFSET, AUDIO_TOKENS_PER_CHUNK,
                                                  CHUNK_SAMPLES, CHUNK_SECONDS, KEEP_SILENCE,
                                                  LISTEN_BLOCK_IDS, TEXT_BEGIN)
+from audio_interaction_ros.core.rows import Row
 from audio_interaction_ros.core.sampling import SamplingConfig
 from audio_interaction_ros.core.session import ListenSession, SessionConfig
 
@@ -94,18 +95,6 @@ def bench_stream(model: AudioInteractionModel, chunks: list[np.ndarray], warmup:
     return figures
 
 
-def _random_cache(model: AudioInteractionModel, length: int):
-    """A session-like KV cache holding ``length`` positions of random keys/values."""
-    cache = model.new_cache()
-    config = model.lm.config
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-    shape = (1, config.num_key_value_heads, length, head_dim)
-    for layer in range(config.num_hidden_layers):
-        keys = torch.randn(shape, device=model.device, dtype=model.dtype)
-        cache.update(keys, torch.randn_like(keys), layer)
-    return cache
-
-
 def _time_forward(model: AudioInteractionModel, cache, ids: list[int], rows: torch.Tensor | None,
                   context: int) -> float:
     """One forward of ``ids`` at ``context`` as the session does it; the cache is cropped back."""
@@ -116,11 +105,12 @@ def _time_forward(model: AudioInteractionModel, cache, ids: list[int], rows: tor
         start = 1 + AUDIO_SLOT_OFFSET
         embeds[start:start + AUDIO_TOKENS_PER_CHUNK] = rows
     positions = torch.arange(context, context + len(ids), device=model.device)
-    logits = model.forward(embeds, cache, context, positions)
-    float(torch.softmax(logits[[KEEP_SILENCE, TEXT_BEGIN]], dim=-1)[1])  # waits for the result
+    head = (KEEP_SILENCE, TEXT_BEGIN) if rows is not None else None  # as the session asks
+    logits = model.forward([Row(embeds, cache, positions, head)])[0]
+    float(logits.max())  # waits for the result
     sync(model.device)
     elapsed = time.perf_counter() - started
-    cache.crop(-len(ids))
+    cache.truncate(context)
     return elapsed
 
 
@@ -131,7 +121,7 @@ def bench_contexts(model: AudioInteractionModel, rows: torch.Tensor, contexts: l
     listen_ids = [KEEP_SILENCE, *LISTEN_BLOCK_IDS]  # last sampled token + the block
     results = []
     for context in contexts:
-        cache = _random_cache(model, context)
+        cache = random_cache(model, context)
         listen, decode = [], []
         for rep in range(warmup + reps):
             t_listen = _time_forward(model, cache, listen_ids, rows, context)

@@ -5,8 +5,14 @@
     ros2 launch audio_interaction_ros interaction.launch.py use_mic:=false audio_file:=clip.wav
     ros2 launch audio_interaction_ros interaction.launch.py speak:=false   # text topics only
     ros2 launch audio_interaction_ros interaction.launch.py tasks:=three   # + transcript, sounds
+    # ros-drivers audio_capture (ros2 launch audio_capture capture.launch.py format:=wave):
+    ros2 launch audio_interaction_ros interaction.launch.py use_mic:=false \
+        audio_topic:=/audio/audio_stamped audio_info_topic:=/audio/audio_info
+    # mgonzs13 audio_capturer_node as whisper_ros starts it (/audio/in):
+    ros2 launch audio_interaction_ros interaction.launch.py use_mic:=false audio_topic:=/audio/in
 
-model, device and dtype given on the command line override the parameter file (params_file,
+model, device, dtype, audio_type and hri_voice_id given on the command line override the
+parameter file (params_file,
 default: the package's config/interaction.yaml); left out, the file's values apply. Where the
 launch stack is not installed, ``audio-interaction-bringup`` runs the same wiring in one process
 with the same arguments and parameter file.
@@ -37,8 +43,16 @@ ARGUMENTS = [
      "(~/transcript) and a sound reporter (~/sound_events) on the same model (the package's "
      "config/three_tasks.yaml, layered over params_file)"),
     ("namespace", "", "namespace for all nodes"),
-    ("audio_topic", "audio", "audio topic (AudioDataStamped); its AudioInfo is <topic>_info"),
-    ("use_mic", "true", "capture from a microphone; false plays audio_file instead"),
+    ("audio_topic", "audio", "audio topic: ros-drivers AudioDataStamped/AudioData or mgonzs13 "
+     "AudioStamped (whichever audio_common_msgs is installed)"),
+    ("audio_info_topic", "", "ros-drivers AudioInfo topic ('' = <audio_topic>_info; "
+     "ros-drivers' capture publishes /audio/audio_info); unused with mgonzs13's messages"),
+    ("audio_type", "", "auto, stamped or data ('' = params_file's, by default auto: what the "
+     "topic's publishers offer)"),
+    ("hri_voice_id", "", "publish transcripts as this ros4hri voice, e.g. anonymous_speaker "
+     "('' = params_file's, by default off)"),
+    ("use_mic", "true", "capture from a microphone; false plays audio_file instead, or, with "
+     "no audio_file, listens to another driver's audio_topic"),
     ("audio_file", "", "audio file to play when use_mic is false"),
     ("capture_device", "", "microphone name substring or index ('' = default input)"),
     ("speak", "true", "speak the replies (speech node: piper, espeak-ng fallback); the "
@@ -47,7 +61,8 @@ ARGUMENTS = [
 ]
 
 
-OVERRIDES = ("model", "device", "dtype")  # launch arguments that override params_file if given
+# launch arguments that override params_file if given
+OVERRIDES = ("model", "device", "dtype", "audio_type", "hri_voice_id")
 # tasks:= -> the parameter file layered over params_file (it sets the sessions only)
 TASKS_FILES = {"one": None, "three": "three_tasks.yaml"}
 CHOICES = {"tasks": list(TASKS_FILES)}  # checked by launch before anything starts
@@ -65,7 +80,7 @@ def _text(value) -> ParameterValue:
 
 def model_parameters(context) -> list:
     """The interaction node's parameters from the arguments (fleet.launch.py uses them too):
-    params_file, the tasks file layered over it, then model/device/dtype where given."""
+    params_file, the tasks file layered over it, then the OVERRIDES given."""
     config = LaunchConfiguration
     given = {name: config(name).perform(context) for name in OVERRIDES}
     overrides = {name: _text(value) for name, value in given.items() if value}
@@ -75,11 +90,18 @@ def model_parameters(context) -> list:
     return [config("params_file"), *layers, *([overrides] if overrides else [])]
 
 
+def audio_remaps(context) -> list:
+    """audio and audio_info as the arguments name them (fleet.launch.py uses them too)."""
+    audio_topic = LaunchConfiguration("audio_topic")
+    info_topic = LaunchConfiguration("audio_info_topic").perform(context) or \
+        [audio_topic, "_info"]
+    return [("audio", audio_topic), ("audio_info", info_topic)]
+
+
 def _nodes(context):
     """The nodes and the lifecycle events (here because the overrides depend on the arguments)."""
     config = LaunchConfiguration
-    audio_topic = config("audio_topic")
-    remaps = [("audio", audio_topic), ("audio_info", [audio_topic, "_info"])]
+    remaps = audio_remaps(context)
 
     # the robot must not answer its own voice: the speech node's is_speaking (audio playing; not
     # the interaction node's is_replying) mutes the microphone input
@@ -117,7 +139,10 @@ def _nodes(context):
         entities=[EmitEvent(event=ChangeState(
             lifecycle_node_matcher=matches_action(interaction),
             transition_id=Transition.TRANSITION_ACTIVATE))]))
-    return [activate_when_configured, play_when_active, interaction, capture, speech, configure]
+    external = config("use_mic").perform(context) == "false" and \
+        not config("audio_file").perform(context)  # another driver publishes audio_topic
+    return [activate_when_configured, *([] if external else [play_when_active]), interaction,
+            capture, speech, configure]
 
 
 def declare_arguments(arguments) -> list:

@@ -1,17 +1,25 @@
 #!/usr/bin/env bash
-# Build the dev/CI stand-in interface packages (tools/interfaces/audio_common_msgs, hri_msgs) and
-# install them into a virtualenv that holds ROS 2 Jazzy from PyPI wheels (ARCHITECTURE.md §7).
+# Build the dev/CI stand-in interface packages (tools/interfaces/...) and install them into a
+# virtualenv that holds ROS 2 Jazzy from PyPI wheels (ARCHITECTURE.md §7), or into another prefix.
 #
-#   tools/build_interfaces.sh VENV_DIR        (FORCE=1 rebuilds even when already installed)
+#   tools/build_interfaces.sh VENV_DIR                      audio_common_msgs (ros-drivers) and
+#                                                           hri_msgs, into the venv
+#   tools/build_interfaces.sh VENV_DIR --prefix DIR PKG...  PKG (folders under tools/interfaces,
+#                                                           e.g. mgonzs13/audio_common_msgs) into DIR
+#   (FORCE=1 rebuilds even when already installed)
+#
+# Another prefix is for a package that cannot share the venv: mgonzs13's audio_common_msgs has the
+# name of ros-drivers' package and other messages. It is built against the venv and used through
+# tools/overlay_env.py, which lays it over the venv with the libraries in a fixed order.
 #
 # Needs: cmake >= 3.8, a C/C++ compiler, the interpreter's Python.h, and the venv with
 # ros-jazzy-rclpy (requirements-dev.txt). Steps: pip-install the rosidl/ament build wheels (pinned),
 # rewrite the wheel builder's /opt/python/... include dirs in their exported CMake files to this
-# interpreter's and numpy's (idempotent), then cmake configure/build/install each package with the
-# venv as prefix. Generated Python lands in the venv's site-packages and the typesupport libraries
-# in VENV/lib, which ros-wheels-bootstrapper puts on LD_LIBRARY_PATH, so nothing needs sourcing;
-# export AMENT_PREFIX_PATH=VENV for ament_index look-ups. Logs: build/interfaces/*.log.
-# Does nothing (one line) when both packages import and their installed package.xml and msg files
+# interpreter's and numpy's (idempotent), then cmake configure/build/install each package into the
+# prefix. Generated Python lands in the prefix's site-packages and the typesupport libraries in
+# PREFIX/lib; for the venv, ros-wheels-bootstrapper puts that on LD_LIBRARY_PATH, so nothing needs
+# sourcing; export AMENT_PREFIX_PATH=VENV for ament_index look-ups. Logs: build/interfaces/*.log.
+# Does nothing (one line) when every message imports and the installed package.xml and msg files
 # match the sources.
 set -euo pipefail
 
@@ -35,7 +43,8 @@ BUILD_WHEELS=(
 die() { echo "build_interfaces: error: $*" >&2; exit 1; }
 show_log() { echo "build_interfaces: last lines of $1:" >&2; tail -n 40 "$1" >&2; }
 
-[ $# -eq 1 ] || die "usage: $0 VENV_DIR"
+usage="usage: $0 VENV_DIR [--prefix DIR PKG...]"
+[ $# -eq 1 ] || { [ $# -ge 4 ] && [ "$2" = --prefix ]; } || die "$usage"
 [ -x "$1/bin/python" ] \
   || die "$1/bin/python not found: create the venv and install requirements-dev.txt first"
 VENV=$(cd "$1" && pwd)
@@ -43,6 +52,15 @@ PY=$VENV/bin/python
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SRC=$REPO/tools/interfaces
 BUILD=$REPO/build/interfaces
+PREFIX=$VENV
+if [ $# -gt 1 ]; then
+  mkdir -p "$3"
+  PREFIX=$(cd "$3" && pwd)
+  PACKAGES=("${@:4}")
+fi
+for pkg in "${PACKAGES[@]}"; do
+  [ -f "$SRC/$pkg/package.xml" ] || die "$SRC/$pkg/package.xml not found"
+done
 start=$SECONDS
 
 # Build hermetically against the venv only: no other ROS prefix, no foreign PYTHONPATH, and let the
@@ -50,20 +68,27 @@ start=$SECONDS
 unset PYTHONPATH CMAKE_PREFIX_PATH _ROS_WHEELS_BOOTSTRAP_COMPLETE
 export AMENT_PREFIX_PATH=$VENV
 
+# The prefix's interpreter: the venv's python, with PREFIX laid over it when it is another one.
+prefix_python() {
+  if [ "$PREFIX" = "$VENV" ]; then "$PY" "$@"
+  else "$PY" "$REPO/tools/overlay_env.py" "$PREFIX" -- "$PY" "$@"; fi
+}
+
 installed_and_current() {
-  local pkg f
+  local pkg name f imports=""
   for pkg in "${PACKAGES[@]}"; do
-    cmp -s "$SRC/$pkg/package.xml" "$VENV/share/$pkg/package.xml" || return 1
+    name=$(basename "$pkg")
+    cmp -s "$SRC/$pkg/package.xml" "$PREFIX/share/$name/package.xml" || return 1
     for f in "$SRC/$pkg"/msg/*.msg; do
-      cmp -s "$f" "$VENV/share/$pkg/msg/$(basename "$f")" || return 1
+      cmp -s "$f" "$PREFIX/share/$name/msg/$(basename "$f")" || return 1
+      imports+="from $name.msg import $(basename "$f" .msg)"$'\n'
     done
   done
-  "$PY" -c 'from audio_common_msgs.msg import AudioData, AudioDataStamped, AudioInfo
-from hri_msgs.msg import LiveSpeech' >/dev/null 2>&1
+  prefix_python -c "$imports" >/dev/null 2>&1
 }
 
 if [ "${FORCE:-0}" != 1 ] && installed_and_current; then
-  echo "build_interfaces: ${PACKAGES[*]} already installed in $VENV"
+  echo "build_interfaces: ${PACKAGES[*]} already installed in $PREFIX"
   exit 0
 fi
 
@@ -98,31 +123,37 @@ if [ ${#stale[@]} -gt 0 ]; then
   [ -z "$left" ] || die "unrecognised /opt/python paths remain in: $left"
 fi
 
-# 3. Configure, build and install each package into the venv prefix (fresh build tree each time).
+# 3. Configure, build and install each package into PREFIX (fresh build tree each time).
 for pkg in "${PACKAGES[@]}"; do
-  log=$BUILD/$pkg.log
-  rm -rf "${BUILD:?}/$pkg"
+  tree=$BUILD/${pkg//\//_}
+  log=$tree.log
+  rm -rf "${tree:?}"
   {
-    cmake -S "$SRC/$pkg" -B "$BUILD/$pkg" \
-      -DCMAKE_PREFIX_PATH="$VENV" -DCMAKE_INSTALL_PREFIX="$VENV" \
+    cmake -S "$SRC/$pkg" -B "$tree" \
+      -DCMAKE_PREFIX_PATH="$VENV" -DCMAKE_INSTALL_PREFIX="$PREFIX" \
       -DPython3_EXECUTABLE="$PY" -DBUILD_TESTING=OFF \
-      && cmake --build "$BUILD/$pkg" --parallel "$(nproc)" \
-      && cmake --install "$BUILD/$pkg"
+      && cmake --build "$tree" --parallel "$(nproc)" \
+      && cmake --install "$tree"
   } >"$log" 2>&1 || { show_log "$log"; die "building $pkg failed (full log: $log)"; }
 done
 
-# 4. Check the result imports and serializes in the venv's interpreter.
+# 4. Check that every message of every package serializes in the prefix's interpreter.
 CHECK_LOG=$BUILD/check.log
-"$PY" - >"$CHECK_LOG" 2>&1 <<'EOF' || { show_log "$CHECK_LOG"; die "installed packages do not work"; }
+prefix_python - "${PACKAGES[@]}" >"$CHECK_LOG" 2>&1 <<'EOF' \
+  || { show_log "$CHECK_LOG"; die "installed packages do not work"; }
+import importlib
+import os
+import sys
+
 from rclpy.serialization import deserialize_message, serialize_message
-from audio_common_msgs.msg import AudioDataStamped, AudioInfo
-from hri_msgs.msg import LiveSpeech
-msg = AudioDataStamped()
-msg.audio.data = bytes(range(256))
-back = deserialize_message(serialize_message(msg), AudioDataStamped)
-assert bytes(back.audio.data) == bytes(range(256))
-assert deserialize_message(serialize_message(LiveSpeech(locale="en")), LiveSpeech).locale == "en"
-AudioInfo()
+
+for name in map(os.path.basename, sys.argv[1:]):
+    module = importlib.import_module(f"{name}.msg")
+    for type_name in sorted(dir(module)):
+        msg_type = getattr(module, type_name)
+        if isinstance(msg_type, type) and hasattr(msg_type, "get_fields_and_field_types"):
+            assert deserialize_message(serialize_message(msg_type()), msg_type) == msg_type()
+            print(f"{name}/{type_name}: serializes")
 EOF
 installed_and_current || die "after installing, the packages do not import or differ from $SRC"
-echo "build_interfaces: installed ${PACKAGES[*]} into $VENV ($((SECONDS - start)) s)"
+echo "build_interfaces: installed ${PACKAGES[*]} into $PREFIX ($((SECONDS - start)) s)"

@@ -6,6 +6,7 @@ Every function raises ``ValueError`` with what was wrong and what is accepted; c
 """
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,16 @@ PCM_FORMATS: dict[str, tuple[str, float, float]] = {
     "S8": ("i1", 0.0, 128.0),
 }
 SUPPORTED_CODINGS = ("", "pcm", "raw", "wave", "wav")
+
+# PortAudio sample format codes (what mgonzs13/audio_common's AudioInfo.format holds) -> the array
+# of its AudioData that carries the samples, PortAudio's name, and the PCM format of those samples.
+PORTAUDIO_FORMATS: dict[int, tuple[str, str, str]] = {
+    1: ("float32_data", "paFloat32", "F32LE"),
+    2: ("int32_data", "paInt32", "S32LE"),
+    8: ("int16_data", "paInt16", "S16LE"),
+    16: ("int8_data", "paInt8", "S8"),
+    32: ("uint8_data", "paUInt8", "U8"),
+}
 
 
 @dataclass(frozen=True)
@@ -104,6 +115,36 @@ def decode_pcm(payload: bytes | bytearray | memoryview | NDArray[np.uint8], fmt:
             samples = np.where(bad, np.float32(0.0), samples)
         samples = np.clip(samples, -1.0, 1.0)  # a new array: the payload may be read-only
     return Decoded(np.ascontiguousarray(samples, dtype=np.float32), len(raw) - usable, nonfinite)
+
+
+def portaudio_payload(arrays: Mapping[str, Sequence], format_code: int, channels: int,
+                      rate_hz: int) -> tuple[NDArray[np.uint8], PcmFormat]:
+    """The samples of an mgonzs13 ``AudioData`` (five typed arrays, one filled) as PCM bytes, and
+    their format from the message's own ``AudioInfo``.
+
+    :param arrays: array name (``float32_data`` ... ``uint8_data``) -> its interleaved samples.
+    :raises ValueError: an unknown format code, or samples in another array than the format
+        names (contradictory info is rejected, not guessed).
+    """
+    if format_code not in PORTAUDIO_FORMATS:
+        known = ", ".join(f"{name}={code}" for code, (_, name, _) in PORTAUDIO_FORMATS.items())
+        raise ValueError(f"AudioInfo.format {format_code} is not a PortAudio sample format this "
+                         f"node reads ({known})")
+    name, pa_name, sample_format = PORTAUDIO_FORMATS[format_code]
+    filled = [key for key, _, _ in PORTAUDIO_FORMATS.values() if len(arrays.get(key, ()))]
+    if filled and filled != [name]:
+        raise ValueError(f"AudioInfo.format is {format_code} ({pa_name}, samples in {name}) but "
+                         f"the samples are in {', '.join(filled)}")
+    dtype = np.dtype(PCM_FORMATS[sample_format][0])
+    values = arrays.get(name, ())
+    if hasattr(values, "typecode") and np.dtype(values.typecode).itemsize == dtype.itemsize:
+        samples = np.frombuffer(values, dtype=values.typecode)  # array.array, as rclpy delivers
+    elif isinstance(values, (bytes, bytearray, memoryview)) and dtype.itemsize == 1:
+        samples = np.frombuffer(values, dtype=dtype)
+    else:
+        samples = np.asarray(values)
+    payload = np.ascontiguousarray(samples.astype(dtype, copy=False)).view(np.uint8)
+    return payload, PcmFormat(int(rate_hz), int(channels), sample_format, "pcm")
 
 
 def to_mono(samples: NDArray, channel_index: int = -1) -> NDArray[np.float32]:

@@ -1,290 +1,184 @@
-"""The worker that owns the model: chunking, bounded backlog, commands, recovery, statistics.
+"""The worker that owns the model: one batched step per tick for every stream it serves.
 
-No rclpy here. Other threads only call ``push()`` (any length of float32 mono 16 kHz audio) and
-the control methods; the engine thread cuts whole 0.4 s chunks and hands each to its
-``Pipeline`` (front end, encoder, one step of every session), which passes every event to
-``emit``. While a session speaks, pushed audio waits
-in the backlog and is consumed in order afterwards (a reply sits between two chunks, as in
-training). The backlog is bounded in seconds: on overflow the OLDEST audio is dropped, counted by
-reason and reported as an ``AudioDropped`` event, never silently.
+No rclpy here. The engine serves one or more streams (stream.py: a microphone each, with its own
+sessions, bounded backlog, commands and figures). Other threads only push audio and call the
+control methods; the engine thread runs ticks. One tick:
+
+1. between chunks of a stream (none of its sessions replying): its queued commands, its drop
+   reports;
+2. every stream that is not replying and has a whole 0.4 s chunk buffered gives ONE chunk (so a
+   flooding stream gets no more turns than the others: its excess waits in, and overflows from,
+   its own backlog); their log-mels are computed per stream and encoded in one audio-tower call;
+3. ONE forward (step.py) for every session of those streams (the decision) and the next reply
+   token of every session of any stream that is replying; a stream whose audio stopped simply
+   has no chunk due;
+4. a stream's chunk is finished when none of its sessions is replying any more; audio that
+   arrived meanwhile waits and is consumed in order afterwards (a reply sits between two chunks,
+   as in training), while the other streams keep listening.
+
+A failure that belongs to one stream (its front end, its session's row, its transport) resets
+that stream's sessions only; a failure of the shared encoder call or forward concerns the streams
+that took part in it. No exception ends the thread.
+
+The single-robot use keeps its old shape: ``Engine(model, sessions, config, emit)`` creates one
+stream, and the engine's stream methods (push, stats, reset_session, ...) act on it. A fleet
+builds ``Engine(model)`` and calls ``add_stream`` per robot.
 """
 from __future__ import annotations
 
 import threading
-from collections import Counter, deque
+import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 from numpy.typing import NDArray
 
-from .audio import pad_to_chunks
-from .events import AudioDropped, EngineError, Event
-from .features import DEFAULT_FLOOR_WINDOW_S
+from .events import Event
 from .model import AudioInteractionModel
-from .pipeline import Pipeline, StepTiming
-from .protocol import CHUNK_SAMPLES, CHUNK_SECONDS, SAMPLE_RATE_HZ
-from .session import InstructionRejected, ListenSession
+from .pipeline import StepTiming, encode_mels
+from .protocol import CHUNK_SAMPLES
+from .session import ListenSession
+from .step import ListenRequest, forward_step
+from .stream import (TIMING_WINDOW, EngineConfig, EngineStats, SampleFifo, Stream, describe)
 
-__all__ = ["Engine", "EngineConfig", "EngineStats", "SampleFifo", "StepTiming"]
+__all__ = ["BatchStats", "DEFAULT_STREAM", "Engine", "EngineConfig", "EngineStats",
+           "SampleFifo", "StepTiming", "Stream"]
 
-TIMING_WINDOW = 512  # chunks kept for latency percentiles (about 3.4 minutes)
-RTF_WINDOW = 25  # chunks (10 s) over which the real-time factor is reported
-
-
-@dataclass(frozen=True)
-class EngineConfig:
-    """Limits of the engine; frozen: build a new engine to change them."""
-
-    max_backlog_s: float = 10.0
-    floor_window_s: float = DEFAULT_FLOOR_WINDOW_S
-
-    def __post_init__(self) -> None:
-        if self.max_backlog_s < CHUNK_SECONDS:
-            raise ValueError(f"max_backlog_s must be at least one chunk ({CHUNK_SECONDS} s), "
-                             f"got {self.max_backlog_s}")
-
-
-class SampleFifo:
-    """Bounded FIFO of float32 samples kept as the arrays pushed (no per-push concatenation)."""
-
-    def __init__(self, max_samples: int) -> None:
-        self.max_samples = max_samples
-        self._pieces: deque[NDArray[np.float32]] = deque()
-        self._head = 0  # samples already taken from the first piece
-        self.size = 0
-
-    def push(self, samples: NDArray[np.float32]) -> int:
-        """Append; return how many of the oldest samples were dropped to stay bounded."""
-        if len(samples) == 0:
-            return 0
-        dropped = 0
-        if len(samples) > self.max_samples:  # one piece larger than the whole backlog
-            dropped = len(samples) - self.max_samples
-            samples = samples[dropped:]
-        self._pieces.append(samples)
-        self.size += len(samples)
-        excess = self.size - self.max_samples
-        if excess > 0:
-            self._discard(excess)
-            dropped += excess
-        return dropped
-
-    def _discard(self, count: int) -> None:
-        while count > 0:
-            first = self._pieces[0]
-            left = len(first) - self._head
-            if left <= count:
-                self._pieces.popleft()
-                self._head = 0
-                self.size -= left
-                count -= left
-            else:
-                self._head += count
-                self.size -= count
-                count = 0
-
-    def take(self, count: int) -> NDArray[np.float32] | None:
-        """Remove and return exactly ``count`` samples, or None if fewer are buffered."""
-        if self.size < count:
-            return None
-        out = np.empty(count, dtype=np.float32)
-        filled = 0
-        while filled < count:
-            first = self._pieces[0]
-            n = min(len(first) - self._head, count - filled)
-            out[filled:filled + n] = first[self._head:self._head + n]
-            filled += n
-            self._head += n
-            if self._head == len(first):
-                self._pieces.popleft()
-                self._head = 0
-        self.size -= count
-        return out
-
-    def clear(self) -> int:
-        """Drop everything; return how many samples that was."""
-        count = self.size
-        self._pieces.clear()
-        self._head = 0
-        self.size = 0
-        return count
+DEFAULT_STREAM = "default"  # the stream of Engine(model, sessions, ...)
 
 
 @dataclass(frozen=True)
-class _Instruction:
-    """A session's next instruction: spoken audio, a text turn, or neither (clear it)."""
+class BatchStats:
+    """How the ticks of the last TIMING_WINDOW forwards were filled (all streams)."""
 
-    source: str
-    audio: NDArray[np.float32] | None = None
-    text: str | None = None
-
-
-@dataclass(frozen=True)
-class EngineStats:
-    """A snapshot for diagnostics; read from any thread."""
-
-    chunks: int
-    backlog_s: float
-    dropped_s: dict[str, float]
-    decision_p50_ms: float
-    decision_p95_ms: float
-    real_time_factor: float  # compute time per chunk / 0.4 s over the last RTF_WINDOW chunks
-    replies: int
-    errors: int
-    last_error: str
-
-
-def _percentile(values: list[float], q: float) -> float:
-    return float(np.percentile(values, q)) if values else 0.0
+    forwards: int  # since start
+    streams: int
+    rows_p50: float  # rows per forward: listening sessions + replying sessions
+    rows_max: int
+    forward_p50_ms: float
+    forward_p95_ms: float
 
 
 class Engine:
-    """Owns the model and its sessions; run it on its own thread with ``start()``, or call
-    ``process_pending()`` from one thread (tests, offline runs)."""
+    """Owns the model and the streams it serves; run it on its own thread with ``start()``, or
+    call ``process_pending()`` from one thread (tests, offline runs)."""
 
-    def __init__(self, model: AudioInteractionModel, sessions: list[ListenSession],
+    def __init__(self, model: AudioInteractionModel, sessions: list[ListenSession] | None = None,
                  config: EngineConfig | None = None,
                  emit: Callable[[Event], None] | None = None) -> None:
         self.model = model
-        self.config = config or EngineConfig()
-        self.pipeline = Pipeline(model, sessions, "streaming", self.config.floor_window_s)
-        self._sessions = self.pipeline.sessions
-        self._emit = emit or (lambda event: None)
-        self._fifo = SampleFifo(int(self.config.max_backlog_s * SAMPLE_RATE_HZ))
         self._lock = threading.Condition()
-        self._pending_drops: Counter[str] = Counter()
-        self._dropped: Counter[str] = Counter()
-        self._commands: deque[Callable[[], None]] = deque()
-        self._instructions: dict[str, _Instruction] = {}  # newest per session, not yet applied
-        self._timings: deque[StepTiming] = deque(maxlen=TIMING_WINDOW)
+        self._streams: dict[str, Stream] = {}
+        self._forwards: deque[tuple[int, float]] = deque(maxlen=TIMING_WINDOW)
+        self._forward_count = 0
         self._thread: threading.Thread | None = None
         self._stopping = False
-        self.busy = False  # a chunk is being processed (replies included)
-        self._chunks = 0
-        self._clock_samples = 0  # consumed + dropped: the audio clock of the stream
-        self._replies = 0
-        self._errors = 0
-        self._last_error = ""
+        self._default: Stream | None = None
+        if sessions is not None:
+            self._default = self.add_stream(DEFAULT_STREAM, sessions, config, emit)
 
-    # ------------------------------------------------------------ any thread
+    # ------------------------------------------------------------ streams (any thread)
+    def add_stream(self, name: str, sessions: list[ListenSession],
+                   config: EngineConfig | None = None,
+                   emit: Callable[[Event], None] | None = None) -> Stream:
+        """Serve one more audio input with its own ``sessions`` (each session belongs to one
+        stream), its own limits and its own event callback; it takes part from the next tick.
+        Names are unique; ValueError otherwise."""
+        with self._lock:
+            if name in self._streams:
+                raise ValueError(f"a stream named {name!r} exists already")
+            owned = {id(s) for stream in self._streams.values()
+                     for s in stream.pipeline.sessions.values()}
+            if any(id(s) in owned for s in sessions):
+                raise ValueError("a session can belong to one stream only")
+            stream = Stream(name, self.model, sessions, config or EngineConfig(), emit,
+                            self._lock)
+            self._streams = {**self._streams, name: stream}  # the engine thread reads a copy
+            self._lock.notify_all()
+        return stream
+
+    def remove_stream(self, name: str) -> None:
+        """Stop serving stream ``name`` (KeyError if unknown): from the next tick on, its audio
+        is no longer taken; a reply in progress is abandoned."""
+        with self._lock:
+            streams = dict(self._streams)
+            del streams[name]
+            self._streams = streams
+
+    def stream(self, name: str) -> Stream:
+        return self._streams[name]
+
+    @property
+    def stream_names(self) -> list[str]:
+        return list(self._streams)
+
+    def batch_stats(self) -> BatchStats:
+        with self._lock:
+            forwards = list(self._forwards)
+            count, streams = self._forward_count, len(self._streams)
+        rows = [r for r, _ in forwards]
+        ms = [s * 1e3 for _, s in forwards]
+        return BatchStats(count, streams, float(np.median(rows)) if rows else 0.0,
+                          max(rows, default=0),
+                          float(np.percentile(ms, 50)) if ms else 0.0,
+                          float(np.percentile(ms, 95)) if ms else 0.0)
+
+    @property
+    def busy(self) -> bool:
+        """A chunk of some stream is being processed (replies included)."""
+        return any(stream.busy for stream in self._streams.values())
+
+    # ------------------------------------------------------------ the default stream
+    def _only(self) -> Stream:
+        if self._default is None:
+            raise RuntimeError("this engine was built without sessions: use its streams")
+        return self._default
+
     def push(self, samples: NDArray[np.float32]) -> None:
         """Queue float32 mono 16 kHz audio of any length; never blocks on the model."""
-        with self._lock:
-            dropped = self._fifo.push(samples)
-            if dropped:
-                self._pending_drops["backlog_overflow"] += dropped
-            self._lock.notify()
+        self._only().push(samples)
 
     def drop_backlog(self, reason: str) -> None:
-        """Discard all queued audio (counted under ``reason``), e.g. when listening is disabled."""
-        with self._lock:
-            dropped = self._fifo.clear()
-            if dropped:
-                self._pending_drops[reason] += dropped
+        self._only().drop_backlog(reason)
 
     def count_dropped(self, samples: int, reason: str) -> None:
-        """Count audio that a transport rejected before it reached the engine."""
-        if samples > 0:
-            with self._lock:
-                self._pending_drops[reason] += samples
-                self._lock.notify()
+        self._only().count_dropped(samples, reason)
 
     def call_soon(self, command: Callable[[], None]) -> None:
-        """Run ``command`` on the engine thread between chunks (session changes, resets)."""
-        with self._lock:
-            self._commands.append(command)
-            self._lock.notify()
+        self._only().call_soon(command)
 
     def reset_session(self, name: str) -> None:
-        """Reset one session's context between chunks; unknown names raise KeyError now."""
-        session = self._sessions[name]
-        self.call_soon(session.reset)
+        self._only().reset_session(name)
 
     def instruct_audio(self, name: str, samples: NDArray[np.float32], source: str = "") -> None:
-        """Make recorded audio (a spoken instruction) session ``name``'s instruction, replacing
-        its previous one, before the next live chunk.
-
-        The whole recording is known, so it is encoded in reference mode (one mel, its own
-        floor). ``source`` names it: an instruction whose source equals the session's current
-        one is not fed again (re-activating a node must not repeat it). Too long for the
-        session's instruction budget: InstructionRejected (a ValueError) now, nothing queued.
-        """
-        session = self._sessions[name]
-        audio = pad_to_chunks(np.asarray(samples, dtype=np.float32), CHUNK_SAMPLES)
-        session.check_spoken_instruction(len(audio) // CHUNK_SAMPLES)
-        self._queue_instruction(name, _Instruction(source, audio=audio))
+        self._only().instruct_audio(name, samples, source)
 
     def instruct_text(self, name: str, text: str) -> None:
-        """Make a typed turn session ``name``'s instruction (replacing the previous one) before
-        the next chunk; empty text raises ValueError now, a turn too long for the budget is
-        reported as an EngineError when its turn comes."""
-        if name not in self._sessions:
-            raise KeyError(name)
-        if not text.strip():
-            raise InstructionRejected("a text turn needs some text")
-        self._queue_instruction(name, _Instruction(text, text=text))
+        self._only().instruct_text(name, text)
 
     def clear_instruction(self, name: str) -> None:
-        """Remove session ``name``'s instruction before the next chunk."""
-        if name not in self._sessions:
-            raise KeyError(name)
-        self._queue_instruction(name, _Instruction(""))
-
-    def _queue_instruction(self, name: str, instruction: _Instruction) -> None:
-        # Only the newest instruction of a session matters: one command per session at a time,
-        # so re-instructing faster than the engine runs queues nothing more.
-        with self._lock:
-            if name not in self._instructions:
-                self.call_soon(lambda: self._apply_instruction(name))
-            self._instructions[name] = instruction
-
-    def _apply_instruction(self, name: str) -> None:
-        with self._lock:
-            instruction = self._instructions.pop(name)
-        session = self._sessions[name]
-        if instruction.audio is not None:
-            if instruction.source and instruction.source == session.instruction_source:
-                return
-            rows = self.pipeline.encode_recording(instruction.audio)
-            session.instruct_audio(rows, source=instruction.source, emit=self._emit)
-        elif instruction.text is not None:
-            if instruction.source != session.instruction_source:
-                session.instruct_text(instruction.text)
-        else:
-            session.clear_instruction()
+        self._only().clear_instruction(name)
 
     def session(self, name: str) -> ListenSession:
-        """A session by name, to be changed only through ``call_soon``."""
-        return self._sessions[name]
+        return self._only().session(name)
 
     @property
     def session_names(self) -> list[str]:
-        return list(self._sessions)
+        return self._only().session_names
 
     @property
     def backlog_s(self) -> float:
-        return self._fifo.size / SAMPLE_RATE_HZ
+        return self._only().backlog_s
 
     def stats(self) -> EngineStats:
-        with self._lock:
-            timings = list(self._timings)
-            dropped = self._dropped + self._pending_drops
-        decisions = [t.decision_s * 1e3 for t in timings]
-        recent = timings[-RTF_WINDOW:]  # recent enough to show overload and recovery quickly
-        busy = sum(t.decision_s + t.reply_s for t in recent)
-        return EngineStats(
-            chunks=self._chunks, backlog_s=self.backlog_s,
-            dropped_s={k: v / SAMPLE_RATE_HZ for k, v in dropped.items()},
-            decision_p50_ms=_percentile(decisions, 50), decision_p95_ms=_percentile(decisions, 95),
-            real_time_factor=busy / (len(recent) * CHUNK_SECONDS) if recent else 0.0,
-            replies=self._replies, errors=self._errors, last_error=self._last_error)
+        return self._only().stats()
 
     def recent_timings(self) -> list[StepTiming]:
-        with self._lock:
-            return list(self._timings)
+        return self._only().recent_timings()
 
+    # ------------------------------------------------------------ thread
     def start(self) -> None:
         """Run the worker on its own daemon thread."""
         if self._thread is not None:
@@ -295,134 +189,126 @@ class Engine:
         self._thread.start()
 
     def stop(self, timeout_s: float = 10.0) -> bool:
-        """Stop after the chunk in progress; True if the thread ended within ``timeout_s``."""
+        """Stop once the replies in progress have ended (no new chunk is taken); True if the
+        thread ended within ``timeout_s``."""
         with self._lock:
             self._stopping = True
-            self._lock.notify()
+            self._lock.notify_all()
         thread, self._thread = self._thread, None
         if thread is None:
             return True
         thread.join(timeout_s)
         return not thread.is_alive()
 
-    # ------------------------------------------------------------ engine thread
     def process_pending(self, max_chunks: int | None = None) -> int:
-        """Process the whole chunks buffered now (at most ``max_chunks``); return how many."""
+        """Run ticks until no stream has a whole chunk buffered and no reply is going on (at
+        most ``max_chunks`` chunks are taken; replies they start are finished); return how many
+        chunks were taken."""
         done = 0
-        while max_chunks is None or done < max_chunks:
-            chunk = self._next_chunk(block=False)
-            if chunk is None:
+        while True:
+            took = self._tick(block=False, take=max_chunks is None or done < max_chunks)
+            if took is None:
                 break
-            self._process(chunk)
-            done += 1
-        self._flush_drops()
+            done += took
+        for stream in list(self._streams.values()):
+            stream._between_chunks()  # commands and drop reports queued last
         return done
 
     def _run(self) -> None:
         while True:
             try:
-                chunk = self._next_chunk(block=True)
-                if chunk is None:
+                if self._tick(block=True, take=True) is None:
                     return
-                self._process(chunk)
-            except Exception as exc:  # last resort: no bug may leave the node deaf
-                self._fail(f"engine step failed unexpectedly: {exc!r}", 0)
+            except Exception as exc:  # last resort: no bug may leave a robot deaf
+                for stream in list(self._streams.values()):
+                    stream._fail(f"engine step failed unexpectedly: {exc!r}", 0)
 
-    def _next_chunk(self, block: bool) -> NDArray[np.float32] | None:
-        with self._lock:
-            while True:
-                while self._commands:
-                    command = self._commands.popleft()
-                    self._lock.release()
-                    try:
-                        self._run_command(command)
-                    finally:
-                        self._lock.acquire()
-                if self._pending_drops:
-                    self._lock.release()
-                    try:
-                        self._flush_drops()
-                    finally:
-                        self._lock.acquire()
-                if self._stopping and block:
-                    return None
-                chunk = self._fifo.take(CHUNK_SAMPLES)
-                if chunk is not None or not block:
-                    return chunk
-                self._lock.wait(0.5)
-
-    def _run_command(self, command: Callable[[], None]) -> None:
-        try:
-            command()
-        except InstructionRejected as exc:  # refused before any change: nothing to recover
-            self._errors += 1
-            self._last_error = f"instruction rejected: {exc}"
-            self._emit_safely(EngineError(self._last_error))
-        except Exception as exc:  # a half-run command leaves sessions corrupt
-            self._fail(f"command failed: {_describe(exc)}", 0)
-
-    def _flush_drops(self) -> None:
-        with self._lock:
-            pending, self._pending_drops = self._pending_drops, Counter()
-            self._dropped.update(pending)
-            self._clock_samples += sum(pending.values())  # dropped audio still took time
-        for reason, samples in pending.items():
-            self._emit(AudioDropped(samples, reason))
-
-    def _process(self, chunk: NDArray[np.float32]) -> None:
-        self.busy = True
-        try:
-            self._process_chunk(chunk)
-        finally:
-            self.busy = False
-
-    def _process_chunk(self, chunk: NDArray[np.float32]) -> None:
-        start_s = self._clock_samples / SAMPLE_RATE_HZ
-        self._clock_samples += CHUNK_SAMPLES
-        try:
-            for result in self.pipeline.process(chunk, start_s=start_s, emit=self._emit):
-                self._replies += result.replies
-                with self._lock:
-                    self._timings.append(result.timing)
-                    self._chunks += 1
-        except Exception as exc:  # any failure: recover, report, listen on
-            self._fail(f"chunk failed: {_describe(exc)}", CHUNK_SAMPLES)
-
-    def _fail(self, message: str, lost_samples: int) -> None:
-        """The one recovery of every failure on the engine thread (chunk or command).
-
-        A forward that failed half way leaves a KV cache that no longer matches the history:
-        every session starts afresh rather than continue on a corrupt context (and trip over it
-        on the next chunk). Instructions are kept; their cache is rebuilt on the next chunk.
-        """
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()  # after an OOM, give the allocator its blocks back
-        for session in self._sessions.values():
-            try:
-                session.reset(keep_instruction=True)
-            except Exception as exc:  # even a failed reset must not end the thread
-                message += f"; session {session.name} could not be reset ({exc!r})"
-        message += "; sessions were reset (instructions kept)"
-        self._errors += 1
-        self._last_error = message
-        if lost_samples:
+    # ------------------------------------------------------------ one tick
+    def _tick(self, block: bool, take: bool) -> int | None:
+        """One batched step; the number of chunks taken, or None when there was nothing to do
+        (not blocking) or the engine stops (blocking)."""
+        while True:
+            streams = list(self._streams.values())
+            for stream in streams:
+                stream._between_chunks()
             with self._lock:
-                self._dropped["step_failed"] += lost_samples
-            self._emit_safely(AudioDropped(lost_samples, "step_failed"))
-        self._emit_safely(EngineError(message))
+                stopping = self._stopping and block  # finish the replies, take no more audio
+                taken = [(s, c) for s in streams
+                         if take and not stopping and (c := s._take_chunk()) is not None]
+                replying = [s for s in streams if s._open is not None]
+                if taken or replying:
+                    break
+                if stopping:
+                    return None
+                if any(s._has_commands() for s in streams):
+                    continue
+                if not block:
+                    return None
+                self._lock.wait(0.5)
+        listens = self._open_chunks(taken)
+        self._forward(listens, replying)
+        return len(taken)
 
-    def _emit_safely(self, event: Event) -> None:
-        """Report from the recovery path: a failing transport must not end the thread."""
+    def _open_chunks(self, taken: list[tuple[Stream, NDArray[np.float32]]]
+                     ) -> list[tuple[Stream, ListenRequest]]:
+        """Front end per stream, ONE encoder call for all: the listen requests of the tick."""
+        mels, opened = [], []
+        for stream, chunk in taken:
+            try:
+                mels.append(stream._open_chunk(chunk))
+                opened.append(stream)
+            except Exception as exc:  # this stream's bad input or front end
+                stream._fail(f"chunk failed: {describe(exc)}", len(chunk))
+        if not opened:
+            return []
+        started = time.perf_counter()
         try:
-            self._emit(event)
-        except Exception:  # the error is already counted in stats()
-            pass
+            rows = encode_mels(self.model, mels)
+        except Exception as exc:  # the shared encoder call: every stream in it lost its chunk
+            for stream in opened:
+                stream._fail(f"chunk failed: {describe(exc)}", CHUNK_SAMPLES)
+            return []
+        encoder_s = time.perf_counter() - started
+        listens = []
+        for stream, chunk_rows in zip(opened, rows):
+            stream._open.encoder_s = encoder_s
+            listens += [(stream, ListenRequest(session, chunk_rows, stream._open.stream_time_s))
+                        for session in stream.pipeline.sessions.values()]
+        return listens
 
-
-def _describe(exc: Exception) -> str:
-    """What a failure was, as a log line: out of GPU memory is named as such."""
-    if isinstance(exc, torch.OutOfMemoryError):
-        return f"out of GPU memory: {exc}"
-    if isinstance(exc, (RuntimeError, ValueError)):
-        return str(exc)
-    return f"{type(exc).__name__}: {exc}"  # an unexpected type: a bug, keep its name
+    def _forward(self, listens: list[tuple[Stream, ListenRequest]], replying: list[Stream]
+                 ) -> None:
+        """ONE forward for the tick's decisions and every reply in progress; then each
+        stream's bookkeeping, and the failures of the streams whose part failed."""
+        owner = {id(request.session): stream for stream, request in listens}
+        speakers = [s for stream in replying for s in stream._replying]
+        owner.update({id(s): stream for stream in replying for s in stream._replying})
+        taking_part = list({id(s): s for s in owner.values()}.values())
+        if not owner:
+            for stream in replying:  # nothing left to say (a session reset meanwhile)
+                stream._stepped(0.0)
+            return
+        try:
+            result = forward_step(self.model, [r for _, r in listens], speakers,
+                                  lambda session, event: owner[id(session)]._report(event))
+        except Exception as exc:  # the shared forward: every stream in it failed
+            for stream in taking_part:
+                lost = stream._open.fresh if stream._open is not None else False
+                stream._fail(f"chunk failed: {describe(exc)}", CHUNK_SAMPLES if lost else 0)
+            return
+        with self._lock:
+            self._forwards.append((result.rows, result.seconds))
+            self._forward_count += 1
+        failed: dict[int, Exception] = {}
+        for session, exc in result.failed:
+            failed.setdefault(id(owner[id(session)]), exc)
+        for stream in taking_part:
+            if id(stream) in failed:
+                lost = stream._open is not None and stream._open.fresh
+                stream._fail(f"chunk failed: {describe(failed[id(stream)])}",
+                             CHUNK_SAMPLES if lost else 0)
+            else:
+                stream._stepped(result.seconds)
+        for stream in replying:
+            if stream not in taking_part:
+                stream._stepped(0.0)

@@ -7,9 +7,10 @@ node runs) and ``reference`` (one mel over all the samples of a call, floored at
 maximum: the authors' inference over a file).
 
 The two halves stay apart on purpose: ``encode`` turns samples into encoder rows
-(n, 10, width), and ``step`` runs every session one step over one chunk's rows. ``step`` is the
-only loop over sessions in the package, so batching the sessions of a tick into one forward
-changes ``step`` and nothing else.
+(n, 10, width), and ``step`` runs every session one step over one chunk's rows, all of them
+in one batched forward (step.py). The engine, which serves several streams, takes the halves
+apart further: each stream's ``features``, one ``encode_mels`` call for every stream's chunk,
+one forward for every stream's sessions.
 """
 from __future__ import annotations
 
@@ -23,11 +24,12 @@ import torch
 from numpy.typing import NDArray
 
 from .audio import pad_to_chunks
-from .events import Decision, Event, ReplyDone
+from .events import Event, ReplyDone
 from .features import DEFAULT_FLOOR_WINDOW_S, LogMel, StreamingFrontEnd, reference_features
 from .model import AudioInteractionModel
 from .protocol import CHUNK_SAMPLES, CHUNK_SECONDS, SAMPLE_RATE_HZ
 from .session import ListenSession
+from .step import ListenRequest, run_chunk
 
 FrontEndMode = Literal["streaming", "reference"]
 FRONT_END_MODES: tuple[str, ...] = ("streaming", "reference")
@@ -96,25 +98,25 @@ class Pipeline:
         self._streaming = StreamingFrontEnd(floor_window_s, log_mel=self._log_mel)
 
     # ------------------------------------------------------------------ encoder half
-    def encode(self, samples: NDArray[np.float32]) -> Encoded:
-        """Encoder rows of whole chunks of float32 mono 16 kHz audio, in this pipeline's mode.
-
-        Streaming: each chunk after the ones of earlier calls (causal state kept). Reference:
-        one mel over ``samples`` (their own floor); call it once per recording, as the authors do.
-        """
+    def features(self, samples: NDArray[np.float32]) -> torch.Tensor:
+        """Log-mel (128, 40 n) of whole chunks of float32 mono 16 kHz audio, in this
+        pipeline's mode. Streaming: each chunk after the ones of earlier calls (causal state
+        kept). Reference: one mel over ``samples`` (their own floor); call it once per
+        recording, as the authors do."""
         if len(samples) == 0 or len(samples) % CHUNK_SAMPLES:
             raise ValueError(f"samples must be whole chunks of {CHUNK_SAMPLES}, "
                              f"got {len(samples)}")
-        started = time.perf_counter()
         if self.frontend == "streaming":
-            mel = torch.cat([self._streaming.push(chunk)
-                             for chunk in samples.reshape(-1, CHUNK_SAMPLES)], dim=1)
-        else:
-            mel = reference_features(samples, self._log_mel)
+            return torch.cat([self._streaming.push(chunk)
+                              for chunk in samples.reshape(-1, CHUNK_SAMPLES)], dim=1)
+        return reference_features(samples, self._log_mel)
+
+    def encode(self, samples: NDArray[np.float32]) -> Encoded:
+        """Encoder rows of whole chunks (``features``, then the audio tower)."""
+        started = time.perf_counter()
+        mel = self.features(samples)
         featured = time.perf_counter()
-        rows = self.model.encode(mel)
-        if self.model.device.type == "cuda":  # kernels run asynchronously: time them whole
-            torch.cuda.synchronize(self.model.device)
+        rows = encode_mels(self.model, [mel])
         return Encoded(rows, featured - started, time.perf_counter() - featured)
 
     def encode_recording(self, samples: NDArray[np.float32]) -> torch.Tensor:
@@ -130,21 +132,19 @@ class Pipeline:
     # ------------------------------------------------------------------ session half
     def step(self, rows: torch.Tensor, *, stream_time_s: float | None = None,
              emit: Callable[[Event], None] | None = None) -> StepReport:
-        """Every session one step over one chunk's rows (10, width): the only loop over
-        sessions. ``emit`` receives each event as it happens (streamed reply text)."""
+        """Every session one step over one chunk's rows (10, width), batched: all decisions in
+        one forward, then the replies together (step.py). ``emit`` receives each event as it
+        happens (streamed reply text)."""
         events: list[Event] = []
-        listen_s = reply_s = 0.0
-        replies = 0
-        for session in list(self.sessions.values()):
-            decided_s = 0.0
-            for event in session.listen(rows, stream_time_s=stream_time_s, emit=emit):
-                events.append(event)
-                if isinstance(event, Decision):
-                    decided_s = event.compute_s
-                    listen_s += decided_s
-                elif isinstance(event, ReplyDone):
-                    replies += 1
-                    reply_s += event.total_s - decided_s
+
+        def report(_: ListenSession, event: Event) -> None:
+            events.append(event)
+            if emit is not None:
+                emit(event)
+
+        listens = [ListenRequest(s, rows, stream_time_s) for s in self.sessions.values()]
+        listen_s, reply_s = run_chunk(self.model, listens, report)
+        replies = sum(isinstance(e, ReplyDone) for e in events)
         return StepReport(events, listen_s, reply_s, replies)
 
     # ------------------------------------------------------------------ both
@@ -173,6 +173,15 @@ class Pipeline:
             timing = StepTiming(encoded.frontend_s / n, encoded.encoder_s / n, report.listen_s,
                                 report.reply_s)
             yield ChunkResult(k, report.events, timing, report.replies)
+
+
+def encode_mels(model: AudioInteractionModel, mels: list[torch.Tensor]) -> torch.Tensor:
+    """Encoder rows (n, 10, width) of several mels (128, 40 k) in ONE audio-tower call: each
+    0.4 s chunk is its own window, so chunks of different streams batch exactly."""
+    rows = model.encode(mels[0] if len(mels) == 1 else torch.cat(mels, dim=1))
+    if model.device.type == "cuda":  # kernels run asynchronously: time them whole
+        torch.cuda.synchronize(model.device)
+    return rows
 
 
 def file_segments(clips: Iterable[NDArray[np.float32]], trailing_s: float

@@ -36,10 +36,15 @@ import torch
 
 from .events import ContextRebuilt, Decision, Event, ReplyDelta, ReplyDone
 from .model import AudioInteractionModel
+from .rows import Row
 from .protocol import (AUDIO_SLOT_OFFSET, AUDIO_TOKENS_PER_CHUNK, CHUNK_SECONDS, CONTROL_IDS,
                        EMOTIONS, ENGLISH, KEEP_SILENCE, LISTEN_BLOCK_IDS, ONLINE, SYSTEM_PROMPT,
                        TEXT_BEGIN, TEXT_END, TRAINED_CONTEXT_TOKENS, USER)
 from .sampling import SamplingConfig, sample
+from .step import ListenRequest, run_chunk
+
+Report = Callable[[Event], None]
+LISTEN_HEAD = (KEEP_SILENCE, TEXT_BEGIN)  # the decision reads only these two logits
 
 RopePositions = Literal["exact", "reference"]
 
@@ -93,6 +98,22 @@ class _Block:
     pinned: bool = False  # blocks of the instruction: they survive context rebuilds
 
 
+@dataclass
+class _Reply:
+    """A reply being generated, one token per forward, possibly over several engine ticks."""
+
+    block: _Block
+    chunk: int
+    when: float
+    p_speak: float
+    started: float  # perf_counter at the start of the step that decided to speak
+    text: TextStream
+    max_tokens: int  # the session's max_reply_tokens, or less for an instruction's chunk
+    emotion: str | None = None
+    tokens: int = 0  # sampled so far
+    first_text_s: float | None = None
+
+
 class TextStream:
     """Incremental detokenisation: emits only complete characters, never a broken UTF-8 tail."""
 
@@ -120,7 +141,13 @@ class TextStream:
 
 
 class ListenSession:
-    """Per-stream state of the loop on a shared model: KV cache, history, chunk counter."""
+    """Per-stream state of the loop on a shared model: KV cache, history, chunk counter.
+
+    ``listen`` runs one chunk to the end of any reply, alone. An engine that batches several
+    sessions drives the same loop in phases instead (step.py): ``listen_row`` -> one forward for
+    every row -> ``take_decision``; then, while ``speaking``, ``reply_row`` -> forward ->
+    ``take_token``. ``listen`` is exactly that loop with one row.
+    """
 
     def __init__(self, model: AudioInteractionModel, config: SessionConfig | None = None) -> None:
         self.model = model
@@ -131,13 +158,15 @@ class ListenSession:
                 self.config.keep_context_tokens:
             raise ValueError("system prompt too long for keep_context_tokens")
         self._generator = torch.Generator()
+        self._cache = model.new_cache(self.config.max_context_tokens)
         self._instruction: list[_Block] = []
         self.instruction_source = ""
         self.reset()
 
     # ----------------------------------------------------------------- state
     def reset(self, keep_instruction: bool = False) -> None:
-        """Back to the state right after construction (weights untouched).
+        """Back to the state right after construction (weights untouched); a reply in progress
+        is abandoned without a ReplyDone.
 
         ``keep_instruction``: start afresh but keep the instruction's blocks (the cache is
         rebuilt from them before the next forward, so nothing is re-run now): how the engine
@@ -147,8 +176,9 @@ class ListenSession:
         self.instruction_source = self.instruction_source if keep_instruction else ""
         self._instruction = instruction
         self._blocks: list[_Block] = list(instruction)
-        self._cache = self.model.new_cache()
-        self._fed = 0  # tokens in the KV cache
+        self._cache.clear()  # the buffers are kept for the next fill
+        self._deciding: tuple[_Block, int, float, int] | None = None  # a listen row in flight
+        self._reply: _Reply | None = None
         self._total = len(self.prefix_ids) + sum(len(b.ids) for b in instruction)
         self._stale = bool(instruction)  # the cache must be rebuilt before the next forward
         self.chunk_index = 0
@@ -169,6 +199,11 @@ class ListenSession:
         return self.config.name
 
     @property
+    def speaking(self) -> bool:
+        """A reply is being generated: the session takes reply rows, not chunks."""
+        return self._reply is not None
+
+    @property
     def context_tokens(self) -> int:
         """Length of the current context (positions in use after the next feed)."""
         return self._total
@@ -176,7 +211,7 @@ class ListenSession:
     @property
     def cached_tokens(self) -> int:
         """Positions held in the KV cache (the reference's ``input_pos_maxp1``)."""
-        return self._fed
+        return self._cache.length
 
     @property
     def history_blocks(self) -> int:
@@ -218,8 +253,7 @@ class ListenSession:
         (the reply is generated before this returns). ``emit`` receives each event as it
         happens, so a transport can stream reply text while it is generated.
         """
-        return self._listen(audio, stream_time_s, emit, pinned=False,
-                            max_reply_tokens=self.config.max_reply_tokens)
+        return self._listen(ListenRequest(self, audio, stream_time_s), emit)
 
     @torch.inference_mode()
     def instruct_audio(self, rows: torch.Tensor, *, source: str = "",
@@ -235,6 +269,7 @@ class ListenSession:
             raise ValueError(f"instruction rows must be (n, {AUDIO_TOKENS_PER_CHUNK}, width), "
                              f"got {tuple(rows.shape)}")
         self.check_spoken_instruction(len(rows))
+        self._require_idle("an instruction")
         self._drop_instruction()
         events: list[Event] = []
         blocks: list[_Block] = []
@@ -243,7 +278,8 @@ class ListenSession:
             # room for this chunk and its reply; every later chunk keeps its silent share
             room = self.instruction_budget - used - (len(rows) - k - 1) * INSTRUCTION_CHUNK_TOKENS
             cap = min(self.config.max_reply_tokens, room - INSTRUCTION_CHUNK_TOKENS)
-            events += self._listen(chunk_rows, None, emit, pinned=True, max_reply_tokens=cap)
+            events += self._listen(ListenRequest(self, chunk_rows, None, pinned=True,
+                                                 max_reply_tokens=cap), emit)
             blocks.append(self._blocks[-1])
             used += len(blocks[-1].ids)
         self._instruction = blocks  # committed only now: a failure keeps the previous one
@@ -263,6 +299,7 @@ class ListenSession:
             raise InstructionRejected(
                 f"session {self.name}: text turn of {len(block.ids)} tokens is longer than the "
                 f"{self.instruction_budget} an instruction may pin")
+        self._require_idle("an instruction")
         self._drop_instruction()
         self._blocks.append(block)
         self._total += len(block.ids)
@@ -271,9 +308,15 @@ class ListenSession:
 
     def clear_instruction(self) -> None:
         """Forget the instruction (its blocks leave the history)."""
+        self._require_idle("clearing the instruction")
         self._drop_instruction()
         self._instruction = []
         self.instruction_source = ""
+
+    def _require_idle(self, what: str) -> None:
+        """Between chunks only: the engine runs commands and chunks when no reply is going on."""
+        if self.speaking or self._deciding is not None:
+            raise RuntimeError(f"session {self.name} is replying: {what} must wait")
 
     def _drop_instruction(self) -> None:
         """Take the instruction's blocks out of the history; the cache, which holds them, is
@@ -283,24 +326,33 @@ class ListenSession:
         gone = {id(b) for b in self._instruction}
         self._blocks = [b for b in self._blocks if id(b) not in gone]
         self._total = len(self.prefix_ids) + sum(len(b.ids) for b in self._blocks)
-        self._cache = self.model.new_cache()
-        self._fed = 0
+        self._cache.clear()
         self._stale = True
 
-    def _listen(self, audio: torch.Tensor, stream_time_s: float | None,
-                emit: Callable[[Event], None] | None, *, pinned: bool,
-                max_reply_tokens: int) -> list[Event]:
-        if audio.shape != (AUDIO_TOKENS_PER_CHUNK, self.model.embed_dim):
-            raise ValueError(f"audio rows must be ({AUDIO_TOKENS_PER_CHUNK}, "
-                             f"{self.model.embed_dim}), got {tuple(audio.shape)}")
+    def _listen(self, request: ListenRequest, emit: Callable[[Event], None] | None
+                ) -> list[Event]:
+        """One chunk alone, through the same batched step as the engine's, to the reply's end."""
         events: list[Event] = []
 
-        def report(event: Event) -> None:
+        def report(_: ListenSession, event: Event) -> None:
             events.append(event)
             if emit is not None:
                 emit(event)
 
-        started = time.perf_counter()
+        run_chunk(self.model, [request], report)
+        return events
+
+    @torch.inference_mode()
+    def listen_row(self, audio: torch.Tensor, report: Report, *,
+                   stream_time_s: float | None = None, pinned: bool = False,
+                   max_reply_tokens: int | None = None) -> Row:
+        """Phase 1 of a chunk: append its listening block (rebuilding the context first if it
+        would not fit, which is this session's own forward) and return the row to forward.
+        ``max_reply_tokens`` caps the reply this chunk may start (default: the config's)."""
+        if audio.shape != (AUDIO_TOKENS_PER_CHUNK, self.model.embed_dim):
+            raise ValueError(f"audio rows must be ({AUDIO_TOKENS_PER_CHUNK}, "
+                             f"{self.model.embed_dim}), got {tuple(audio.shape)}")
+        self._require_idle("a chunk")
         chunk = self.chunk_index
         self.chunk_index += 1
         when = stream_time_s if stream_time_s is not None else (chunk + 1) * CHUNK_SECONDS
@@ -315,48 +367,66 @@ class ListenSession:
         embeds[start:start + AUDIO_TOKENS_PER_CHUNK] = block.audio
         self._blocks.append(block)
         self._total += len(block.ids)
-        logits = self._forward(embeds)
-        pair = logits[[KEEP_SILENCE, TEXT_BEGIN]]
+        cap = self.config.max_reply_tokens if max_reply_tokens is None else max_reply_tokens
+        self._deciding = (block, chunk, when, cap)
+        return self._row(embeds, LISTEN_HEAD)
+
+    def take_decision(self, pair: torch.Tensor, started: float, report: Report) -> None:
+        """Phase 2: the KEEP_SILENCE/TEXT_BEGIN logits of the listen row -> the Decision; a
+        TEXT_BEGIN starts a reply (``speaking``)."""
+        if self._deciding is None:
+            raise RuntimeError(f"session {self.name} has no listen row in flight")
+        block, chunk, when, cap = self._deciding
+        self._deciding = None
         p_speak = float(torch.softmax(pair, dim=-1)[1])
         speak = sample(pair, self.config.sampling, self._generator) == 1
         self._append(block, TEXT_BEGIN if speak else KEEP_SILENCE)
         report(Decision(self.name, chunk, when, p_speak, speak, time.perf_counter() - started))
         if speak:
-            self._speak(block, chunk, when, p_speak, started, report, max_reply_tokens)
-        return events
+            self._reply = _Reply(block, chunk, when, p_speak, started,
+                                 TextStream(self.model.decode), cap)
+            if cap <= 0:  # no room at all (an instruction's last chunk): close the turn now
+                self._append(block, TEXT_END)
+                self._end_reply(self._reply, truncated=True, report=report)
 
-    def _speak(self, block: _Block, chunk: int, when: float, p_speak: float, started: float,
-               report: Callable[[Event], None], max_tokens: int) -> None:
-        emotion: str | None = None
-        stream = TextStream(self.model.decode)
-        first_text_s = None
-        truncated = True
-        for step in range(max_tokens):
-            self._ensure_room(2, chunk, report)
-            logits = self._forward(self.model.embed(self._unfed_ids()))
-            token = sample(logits, self.config.sampling, self._generator)
-            self._append(block, token)
-            if token == TEXT_END:
-                truncated = False
-                break
-            if step == 0 and token in EMOTIONS:
-                emotion = EMOTIONS[token]
-                continue
-            if token in CONTROL_IDS or token > TEXT_END:
-                continue  # repurposed/special ids are never text
-            delta = stream.push(token)
-            if delta:
-                first_text_s = first_text_s or time.perf_counter() - started
-                report(ReplyDelta(self.name, chunk, when, delta, emotion))
-        if truncated:  # close the turn so the next block follows the trained layout
-            self._append(block, TEXT_END)
-        tail = stream.finish()
-        if tail:
-            first_text_s = first_text_s or time.perf_counter() - started
-            report(ReplyDelta(self.name, chunk, when, tail, emotion))
-        report(ReplyDone(self.name, chunk, when, stream.text, emotion,
-                         tuple(block.ids[len(LISTEN_BLOCK_IDS):]), p_speak, truncated,
-                         first_text_s, time.perf_counter() - started))
+    @torch.inference_mode()
+    def reply_row(self, report: Report) -> Row:
+        """The next reply token's row (rebuilding the context first if it would not fit)."""
+        if self._reply is None:
+            raise RuntimeError(f"session {self.name} is not replying")
+        self._ensure_room(2, self._reply.chunk, report)
+        return self._row(self.model.embed(self._unfed_ids()), None)
+
+    def take_token(self, logits: torch.Tensor, report: Report) -> None:
+        """One sampled reply token; the reply ends at TEXT_END or at its token cap."""
+        reply = self._reply
+        if reply is None:
+            raise RuntimeError(f"session {self.name} is not replying")
+        token = sample(logits, self.config.sampling, self._generator)
+        self._append(reply.block, token)
+        reply.tokens += 1
+        if token == TEXT_END:
+            self._end_reply(reply, truncated=False, report=report)
+            return
+        if reply.tokens == 1 and token in EMOTIONS:
+            reply.emotion = EMOTIONS[token]
+        elif token not in CONTROL_IDS and token < TEXT_END:  # repurposed ids are never text
+            self._report_text(reply, reply.text.push(token), report)
+        if reply.tokens >= reply.max_tokens:
+            self._append(reply.block, TEXT_END)  # close the turn as the trained layout does
+            self._end_reply(reply, truncated=True, report=report)
+
+    def _report_text(self, reply: _Reply, delta: str, report: Report) -> None:
+        if delta:
+            reply.first_text_s = reply.first_text_s or time.perf_counter() - reply.started
+            report(ReplyDelta(self.name, reply.chunk, reply.when, delta, reply.emotion))
+
+    def _end_reply(self, reply: _Reply, truncated: bool, report: Report) -> None:
+        self._reply = None
+        self._report_text(reply, reply.text.finish(), report)
+        report(ReplyDone(self.name, reply.chunk, reply.when, reply.text.text, reply.emotion,
+                         tuple(reply.block.ids[len(LISTEN_BLOCK_IDS):]), reply.p_speak,
+                         truncated, reply.first_text_s, time.perf_counter() - reply.started))
 
     # ----------------------------------------------------------------- plumbing
     def _append(self, block: _Block, token: int) -> None:
@@ -366,7 +436,7 @@ class ListenSession:
     def _unfed_ids(self) -> list[int]:
         """Tokens of the logical sequence not yet in the cache: the prefix at the start, then
         the last sampled token, plus any text turn added since (never an audio slot)."""
-        n = self._total - self._fed
+        n = self._total - self._cache.length
         pieces: list[int] = []
         for block in reversed(self._blocks):
             if n <= 0:
@@ -380,20 +450,16 @@ class ListenSession:
             pieces[:0] = self.prefix_ids[len(self.prefix_ids) - n:]
         return pieces
 
-    def _positions(self, start: int, count: int) -> torch.Tensor:
-        positions = torch.arange(start, start + count, device=self.model.device)
+    def _row(self, embeds: torch.Tensor, head: tuple[int, ...] | None) -> Row:
+        """``embeds`` as the next tokens of this session's cache, at its RoPE positions."""
+        start = self._cache.length
+        positions = torch.arange(start, start + embeds.shape[0], device=self.model.device)
         if self.config.rope_positions == "reference":
             # the authors build RoPE indices in float16: exact up to 2048, then rounded to even
             positions = positions.to(torch.float16).to(torch.long)
-        return positions
+        return Row(embeds, self._cache, positions, head)
 
-    def _forward(self, embeds: torch.Tensor) -> torch.Tensor:
-        logits = self.model.forward(embeds, self._cache, self._fed,
-                                    self._positions(self._fed, embeds.shape[0]))
-        self._fed += embeds.shape[0]
-        return logits
-
-    def _ensure_room(self, new_tokens: int, chunk: int, report: Callable[[Event], None]) -> None:
+    def _ensure_room(self, new_tokens: int, chunk: int, report: Report) -> None:
         """Rebuild the context if feeding ``new_tokens`` more would pass max_context_tokens."""
         if self._total + new_tokens <= self.config.max_context_tokens:
             return
@@ -420,9 +486,9 @@ class ListenSession:
         report(ContextRebuilt(self.name, chunk, before, self._total, dropped))
 
     def _prefill_history(self) -> None:
-        """New cache holding prefix + kept blocks, all but the last (unsampled-into) token."""
-        self._cache = self.model.new_cache()
-        self._fed = 0
+        """Refill the cache with prefix + kept blocks, all but the last (unsampled-into) token:
+        this session's own forward, outside any batch (a rebuild is rare and long)."""
+        self._cache.clear()
         self._stale = False
         if not self._blocks:  # nothing heard yet: the prefix goes with the next block
             self._total = len(self.prefix_ids)
@@ -437,4 +503,4 @@ class ListenSession:
         embeds = self.model.embed(ids[:-1])
         for offset, rows in slots:
             embeds[offset:offset + AUDIO_TOKENS_PER_CHUNK] = rows
-        self._forward(embeds)
+        self.model.forward([self._row(embeds, ())])

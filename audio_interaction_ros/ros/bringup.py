@@ -51,7 +51,14 @@ def build_parser() -> argparse.ArgumentParser:
                         help="one: an assistant; three: also a transcriber and a sound reporter "
                              "on the same model (config/three_tasks.yaml over --params-file)")
     parser.add_argument("--namespace", default="", help="namespace for all nodes")
-    parser.add_argument("--audio-topic", default="audio", help="AudioDataStamped topic")
+    parser.add_argument("--audio-topic", default="audio",
+                        help="audio topic (either audio_common_msgs, stamped or not)")
+    parser.add_argument("--audio-info-topic", default="",
+                        help="ros-drivers AudioInfo topic ('' = <audio topic>_info)")
+    parser.add_argument("--audio-type", default=None, choices=["auto", "stamped", "data"],
+                        help="audio message type (default: the parameter file's, auto)")
+    parser.add_argument("--hri-voice-id", default=None,
+                        help="publish transcripts as this ros4hri voice (e.g. anonymous_speaker)")
     parser.add_argument("--use-mic", default="true", choices=["true", "false"])
     parser.add_argument("--audio-file", action="append", default=[],
                         help="file(s) to play when --use-mic false (repeatable)")
@@ -75,7 +82,8 @@ def ros_arguments(args: argparse.Namespace) -> list[str]:
     ros = ["--ros-args", "--params-file", args.params_file or config_file()]
     if TASKS_FILES[args.tasks]:
         ros += ["--params-file", config_file(TASKS_FILES[args.tasks])]
-    ros += ["-r", f"audio:={args.audio_topic}", "-r", f"audio_info:={args.audio_topic}_info"]
+    ros += ["-r", f"audio:={args.audio_topic}",
+            "-r", f"audio_info:={args.audio_info_topic or args.audio_topic + '_info'}"]
     if args.namespace:
         ros += ["-r", f"__ns:=/{args.namespace.strip('/')}"]
     return ros
@@ -89,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     stop = runtime.init([sys.argv[0], *ros_arguments(args)])
     overrides = [Parameter("autostart", value=False)]
-    for name in ("model", "device", "dtype"):
+    for name in ("model", "device", "dtype", "audio_type", "hri_voice_id"):
         if getattr(args, name) is not None:
             overrides.append(Parameter(name, value=getattr(args, name)))
     nodes = []

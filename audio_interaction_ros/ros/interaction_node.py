@@ -14,7 +14,6 @@ from collections import Counter
 
 import rclpy
 import torch
-from audio_common_msgs.msg import AudioDataStamped, AudioInfo
 from diagnostic_msgs.msg import DiagnosticArray
 from hri_msgs.msg import LiveSpeech
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
@@ -33,6 +32,8 @@ from ..core.sampling import SamplingConfig
 from ..core.session import ListenSession, SessionConfig
 from ..core.protocol import SAMPLE_RATE_HZ
 from ..voice.tts import ESPEAK_BASE_WPM, Voice, VoiceConfig, VoiceOptions, open_voice
+from .audio_input import AudioInput, Variant, detect_variant, to_piece
+from .hri_output import HriVoice
 from .lifecycle import ManagedNodeMixin
 from .model_host import ModelHost, ModelRequest
 from . import messages, params, qos, runtime
@@ -56,6 +57,9 @@ class InteractionNode(ManagedNodeMixin, LifecycleNode):
         self._session_pubs: dict[str, object] = {}
         self._audio_frame_id = ""  # the microphone's frame, from the audio messages
         self._audio_subs: list = []
+        self._input: AudioInput | None = None
+        self._variant: Variant | None = None
+        self._hri: HriVoice | None = None
         self._outputs: dict[str, str] = {}
         self._state_lock = threading.Lock()
         self._robot_speaking_until = 0.0
@@ -145,7 +149,8 @@ class InteractionNode(ManagedNodeMixin, LifecycleNode):
             self._model, loaded = self._models.acquire(self._model_request(), self._load_model)
             sessions = [ListenSession(self._model, c) for c in configs]
             self._instruction_voice = self._open_instruction_voice()
-        except (CheckpointError, ValueError, RuntimeError, OSError) as exc:
+            self._variant = detect_variant()
+        except (CheckpointError, ValueError, RuntimeError, OSError, ImportError) as exc:
             self._load_error = str(exc)
             self._release_model()
             self.get_logger().error(f"configure failed: {exc}")
@@ -170,6 +175,7 @@ class InteractionNode(ManagedNodeMixin, LifecycleNode):
         # of one output kind, ~/<session>/<output> carries that session's messages alone
         self._session_pubs = {n: make(LiveSpeech, f"~/{n}/{self._outputs[n]}", qos.TEXT)
                               for n in self._session_names}
+        self._hri = self._open_hri_voice()
         info = self._model.info
         how = "loaded on" if loaded else \
             f"shared with {self._models.users(self._model) - 1} other node(s), on"
@@ -186,6 +192,19 @@ class InteractionNode(ManagedNodeMixin, LifecycleNode):
         if self._model is not None:
             self._models.release(self._model)
             self._model = None
+
+    def _open_hri_voice(self) -> HriVoice | None:
+        """The ros4hri voice (hri_voice_id), fed by the transcript sessions."""
+        voice_id = self._param("hri_voice_id")
+        if not voice_id:
+            return None
+        sessions = [n for n, output in self._outputs.items() if output == "transcript"]
+        if not sessions:
+            self.get_logger().warning(
+                f"hri_voice_id {voice_id!r}: no session has output 'transcript', so "
+                f"/humans/voices/{voice_id}/speech stays silent (a reply is the robot's answer, "
+                "not what the human said)")
+        return HriVoice(self, voice_id, sessions, lambda: self._param("locale"))
 
     def _open_instruction_voice(self) -> Voice:
         """The voice that speaks typed instructions into the stream, at the model's 16 kHz.
@@ -222,13 +241,18 @@ class InteractionNode(ManagedNodeMixin, LifecycleNode):
         """Subscribe and start the engine; publishers switch on in super()."""
         audio_qos = qos.AUDIO_RELIABLE if self._param("audio_reliable") else \
             qos.AUDIO_BEST_EFFORT
+        self._input = AudioInput(self, self._variant, self._param("audio_type"), self._on_audio,
+                                 self._on_audio_info, audio_qos, qos.LATCHED)
+        self._input.open()
+        self.get_logger().info(f"audio input: {self._input.describe()} "
+                               f"(audio_type {self._param('audio_type')})")
         self._audio_subs = [
-            self.create_subscription(AudioInfo, "audio_info", self._on_audio_info, qos.LATCHED),
-            self.create_subscription(AudioDataStamped, "audio", self._on_audio, audio_qos),
             self.create_subscription(Bool, "robot_speaking", self._on_robot_speaking,
                                      qos.LATCHED),
         ]
         result = super().on_activate(state)
+        if self._hri is not None:
+            self._hri.on_activate()
         for name in self._session_names:
             self._instruct(name)
         self._engine.start()
@@ -236,6 +260,9 @@ class InteractionNode(ManagedNodeMixin, LifecycleNode):
         return result
 
     def _teardown_active(self) -> None:
+        if self._input is not None:
+            self._input.close()
+            self._input = None
         for sub in self._audio_subs:
             self.destroy_subscription(sub)
         self._audio_subs = []
@@ -247,6 +274,9 @@ class InteractionNode(ManagedNodeMixin, LifecycleNode):
                     *self._session_pubs.values()]:
             self.destroy_publisher(pub)
         self._out_pubs, self._probability_pubs, self._session_pubs = {}, {}, {}
+        if self._hri is not None:
+            self._hri.close()
+            self._hri = None
         self._engine, self._ingest = None, None
         self._release_model()
         if self._instruction_voice is not None:
@@ -254,33 +284,45 @@ class InteractionNode(ManagedNodeMixin, LifecycleNode):
             self._instruction_voice = None
 
     # ---------------------------------------------------------------- inputs
-    def _on_audio_info(self, msg: AudioInfo) -> None:
+    def _on_audio_info(self, msg) -> None:
+        """ros-drivers' AudioInfo topic: the format of the audio that follows."""
         fmt = messages.pcm_format(msg)
         with self._state_lock:
-            reason = self._ingest.set_format(fmt) if self._ingest else None
+            ingest = self._ingest
+            changed = ingest is not None and fmt != ingest.format  # drivers repeat it (5 s)
+            reason = ingest.set_format(fmt) if ingest is not None else None
         if reason:
             self._log_once("unsupported_format", f"audio_info rejected: {reason}")
-        else:
+        elif changed:
             self.get_logger().info(f"audio: {fmt.sample_rate_hz} Hz, {fmt.channels} channel(s), "
-                                   f"{fmt.sample_format}")
+                                   f"{fmt.sample_format}, {fmt.coding_format or 'pcm'}")
 
-    def _on_audio(self, msg: AudioDataStamped) -> None:
-        engine, ingest = self._engine, self._ingest
-        if engine is None or ingest is None:
+    def _on_audio(self, msg) -> None:
+        """An audio message of the installed variant, stamped or not (ros/audio_input.py)."""
+        engine, ingest, variant = self._engine, self._ingest, self._variant
+        if engine is None or ingest is None or variant is None:
             return
+        piece = to_piece(variant, msg)
+        arrival_s = self.get_clock().now().nanoseconds * 1e-9
         with self._state_lock:
-            converted = ingest.convert(messages.payload(msg),
-                                       messages.stamp_seconds(msg.header.stamp))
+            converted = (ingest.refuse("unsupported_format", f"audio rejected: {piece.refused}")
+                         if piece.refused else
+                         ingest.convert(piece.payload, piece.stamp_s, piece.fmt, arrival_s))
         for reason, detail in converted.notes:
             self._log_once(reason, detail)
+        if converted.format_changed is not None:
+            fmt = converted.format_changed
+            self.get_logger().info(f"audio: {fmt.sample_rate_hz} Hz, {fmt.channels} channel(s), "
+                                   f"{fmt.sample_format} (carried by the messages)")
         samples = converted.samples
         if samples is None:
             return
-        self._audio_frame_id = msg.header.frame_id
-        if self._audio_origin_s is None and msg.header.stamp.sec > 0:
-            # the audio clock's zero on the publisher's clock: replies are stamped with the
-            # end of the chunk that triggered them, on the time base of the audio itself
-            self._audio_origin_s = messages.stamp_seconds(msg.header.stamp)
+        self._audio_frame_id = piece.frame_id
+        if self._audio_origin_s is None and converted.stamp_s:
+            # the audio clock's zero on the publisher's clock (or the arrival clock of unstamped
+            # audio): replies are stamped with the end of the chunk that triggered them, on the
+            # time base of the audio itself
+            self._audio_origin_s = converted.stamp_s
         if not self._param("listening"):
             engine.count_dropped(len(samples), "listening_disabled")
         elif self._param("ignore_while_speaking") and self._self_hearing():
@@ -354,6 +396,8 @@ class InteractionNode(ManagedNodeMixin, LifecycleNode):
             return
         stamp = self._audio_stamp(getattr(event, "stream_time_s", None))
         locale = self._param("locale")
+        if self._hri is not None:
+            self._hri.on_event(event, stamp)
         if isinstance(event, Decision):
             self._probability_pubs[event.session].publish(Float32(data=event.p_speak))
             if event.speak:
@@ -371,7 +415,7 @@ class InteractionNode(ManagedNodeMixin, LifecycleNode):
                 locale=locale))
             if output == "reply":
                 self._out_pubs["speech"].publish(String(data=event.text))
-            self._out_pubs["is_replying"].publish(Bool(data=False))
+            self._publish_replying_ended()
             if event.truncated:
                 self._log_once("reply_truncated", f"session {event.session}: reply cut at "
                                f"max_reply_tokens ({self._param('max_reply_tokens')})")
@@ -383,6 +427,14 @@ class InteractionNode(ManagedNodeMixin, LifecycleNode):
                                     f"{event.tokens_after} tokens")
         elif isinstance(event, EngineError):
             self.get_logger().error(event.message, throttle_duration_sec=5.0)
+            self._publish_replying_ended()  # a failure may have abandoned a reply
+
+    def _publish_replying_ended(self) -> None:
+        """False on ``~/is_replying`` once no session is replying: sessions reply together
+        (batched), so one reply's end is not the end of replying (engine thread)."""
+        engine = self._engine
+        if engine is None or not any(engine.session(n).speaking for n in engine.session_names):
+            self._out_pubs["is_replying"].publish(Bool(data=False))
 
     def _audio_stamp(self, stream_time_s: float | None):
         """Header stamp for an event: the audio time it refers to, or now."""
@@ -409,8 +461,13 @@ class InteractionNode(ManagedNodeMixin, LifecycleNode):
                 stamp, name, "", "ERROR", message, {"model": self._param("model")}))
             return
         stats = engine.stats()
+        audio_input = self._input
+        switched = audio_input.refresh() if audio_input is not None else None
+        if switched:
+            self.get_logger().info(switched)
         values = {
             "model": model.info.source, "device": model.info.device, "dtype": model.info.dtype,
+            "audio_input": audio_input.describe() if audio_input is not None else "inactive",
             "listening": str(self._param("listening")),
             "real_time_factor": f"{stats.real_time_factor:.3f}",
             "decision_latency_p50_ms": f"{stats.decision_p50_ms:.1f}",

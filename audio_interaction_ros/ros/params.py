@@ -99,6 +99,17 @@ NODE_PARAMS: tuple[Param, ...] = (
           high=63, dynamic=True),
     Param("audio_reliable", False, "Subscribe to audio with RELIABLE QoS (default best effort, "
           "which matches both kinds of publisher)."),
+    Param("audio_type", "auto", "Message type on the audio topic: stamped (ros-drivers "
+          "AudioDataStamped, mgonzs13 AudioStamped), data (unstamped AudioData / Audio: stamped "
+          "on arrival, gaps judged by sample count), auto (what the topic's publishers offer, "
+          "else stamped). Which audio_common_msgs is installed is detected.",
+          choices=("auto", "stamped", "data")),
+    Param("hri_voice_id", "", "ros4hri (REP-155) voice id: transcript sessions' text on "
+          "/humans/voices/<id>/speech, the id on /humans/voices/tracked, "
+          "/humans/voices/<id>/is_speaking; '' = off (e.g. anonymous_speaker, as asr_vosk).",
+          pattern=r"|[A-Za-z_][A-Za-z0-9_]*",  # '' or one ROS name token
+          pattern_text="'' (off) or a ROS name token (letters, digits, '_', not starting with a "
+                       "digit), e.g. anonymous_speaker"),
     Param("locale", "en_US", "Locale written into LiveSpeech messages (language_REGION, as "
           "hri_msgs documents it).", dynamic=True),
     Param("listening", True, "Process audio; false discards it (counted). Also set by the "

@@ -180,6 +180,21 @@ def _size_mb(directory: Path) -> float:
     return sum(p.stat().st_size for p in directory.rglob("*") if p.is_file()) / 1e6
 
 
+def _run_command() -> str:
+    """Return how ``audio-interaction-run`` starts from the user's shell.
+
+    By name when it is on PATH; after sourcing the workspace when that puts it there (the dev
+    venv); else through ros2 run (a colcon workspace keeps it in lib/audio_interaction_ros).
+    """
+    name = "audio-interaction-run"
+    if shutil.which(name):
+        return name
+    setup = Path(sys.prefix) / "setup.bash"
+    if setup.is_file() and (Path(sys.prefix) / "bin" / name).exists():
+        return f"source {setup} && {name}"
+    return f"ros2 run audio_interaction_ros {name}"
+
+
 def main(argv: list[str] | None = None) -> int:
     """``audio-interaction-build-toy [--out DIR] [--force] [--print-path]``."""
     parser = argparse.ArgumentParser(
@@ -209,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     marker = read_marker(path) or {}
     state = "already built" if cached else f"built in {marker.get('build_seconds')} s"
     print(f"toy model {state}: {path} ({_size_mb(path):.1f} MB)\n"
-          f"try it:  audio-interaction-run --model {path} --frontend streaming clip.wav",
+          f"try it:  {_run_command()} --model {path} --frontend streaming recording.wav",
           file=info)
     if args.print_path:
         print(path)

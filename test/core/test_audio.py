@@ -86,13 +86,13 @@ def test_stream_resampler_equals_one_shot():
     np.testing.assert_allclose(out, whole, atol=1e-6)
 
 
-def test_read_audio_file_converts_rate_and_channels(audio_dir):
-    bark = read_audio_file(audio_dir / "01_count_bark_sample01_02.wav")  # 48 kHz stereo
+def test_read_audio_file_converts_rate_and_channels(stereo_48k_wav, stereo_48k_mp3):
+    bark = read_audio_file(stereo_48k_wav)  # 48 kHz stereo
     import soundfile
-    info = soundfile.info(str(audio_dir / "01_count_bark_sample01_02.wav"))
+    info = soundfile.info(str(stereo_48k_wav))
     assert info.samplerate == 48000 and info.channels == 2
     assert abs(len(bark) - info.frames / 3) <= 2
-    mp3 = read_audio_file(audio_dir / "01_count_bark_sample01_01.mp3")
+    mp3 = read_audio_file(stereo_48k_mp3)
     assert len(mp3) > 16000 and np.abs(mp3).max() > 0.01
 
 

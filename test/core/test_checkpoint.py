@@ -85,16 +85,16 @@ def test_unknown_and_misshaped_tensors_are_errors():
 
 
 @pytest.fixture()
-def ckpt_copy(fixture_dir, tmp_path):
+def ckpt_copy(toy_model_dir, tmp_path):
     target = tmp_path / "ckpt"
-    shutil.copytree(fixture_dir / "ckpt", target)
+    shutil.copytree(toy_model_dir, target)
     for path in target.rglob("*"):
         path.chmod(0o644 if path.is_file() else 0o755)
     return target
 
 
-def test_fixture_verifies(fixture_dir):
-    files = ckpt.verify_checkpoint(fixture_dir / "ckpt")
+def test_checkpoint_verifies(toy_model_dir):
+    files = ckpt.verify_checkpoint(toy_model_dir)
     assert [p.name for p in files.shards] == ["model-00001-of-00002.safetensors",
                                               "model-00002-of-00002.safetensors"]
 
@@ -173,7 +173,7 @@ def test_encoder_file_is_never_unpickled_with_code(ckpt_copy, capsys):
     assert "unpickled code ran" not in capsys.readouterr().out
 
 
-def test_legacy_layout_checkpoint_loads_identically(ckpt_copy, tiny_model):
+def test_legacy_layout_checkpoint_loads_identically(ckpt_copy, toy_model):
     """A whole checkpoint re-saved with the legacy key gives the same LM weights."""
     shard = ckpt_copy / "model-00001-of-00002.safetensors"
     state = load_file(str(shard))
@@ -186,7 +186,7 @@ def test_legacy_layout_checkpoint_loads_identically(ckpt_copy, tiny_model):
     save_file(state, str(shard))
     index_path.write_text(json.dumps(index))
     model = AudioInteractionModel.load(ckpt_copy, device="cpu", dtype="float32")
-    ours, ref = model.lm.state_dict(), tiny_model.lm.state_dict()
+    ours, ref = model.lm.state_dict(), toy_model.lm.state_dict()
     for key in ref:
         torch.testing.assert_close(ours[key], ref[key])
 
@@ -205,11 +205,11 @@ def test_offline_repo_id_not_cached_says_how_to_get_it(tmp_path, monkeypatch):
                                 local_files_only=True)
 
 
-def test_repo_id_resolves_from_the_hub_cache(fixture_dir, tmp_path):
+def test_repo_id_resolves_from_the_hub_cache(toy_model_dir, tmp_path):
     """A cached snapshot (huggingface_hub's layout) is found offline through the hub API."""
     repo = tmp_path / "models--someone--tiny"
     snapshot = repo / "snapshots" / ("0" * 40)
-    shutil.copytree(fixture_dir / "ckpt", snapshot)
+    shutil.copytree(toy_model_dir, snapshot)
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text("0" * 40)
     found = ckpt.resolve_checkpoint("someone/tiny", cache_dir=str(tmp_path), local_files_only=True)
@@ -217,14 +217,14 @@ def test_repo_id_resolves_from_the_hub_cache(fixture_dir, tmp_path):
     ckpt.verify_checkpoint(found)
 
 
-def test_cuda_requested_without_gpu_is_a_clear_error(fixture_dir):
+def test_cuda_requested_without_gpu_is_a_clear_error(toy_model_dir):
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
     with pytest.raises(ValueError, match="CUDA is not available"):
-        AudioInteractionModel.load(fixture_dir / "ckpt", device="cuda")
+        AudioInteractionModel.load(toy_model_dir, device="cuda")
 
 
-def test_out_of_gpu_memory_while_loading_is_a_clear_error(fixture_dir, gpu_out_of_memory):
+def test_out_of_gpu_memory_while_loading_is_a_clear_error(toy_model_dir, gpu_out_of_memory):
     """Moving the weights to a GPU that is too small: one RuntimeError that says what to do."""
     with pytest.raises(RuntimeError, match="out of GPU memory.*smaller dtype or device:=cpu"):
-        AudioInteractionModel.load(fixture_dir / "ckpt", device="cuda", dtype="float32")
+        AudioInteractionModel.load(toy_model_dir, device="cuda", dtype="float32")

@@ -35,16 +35,16 @@ def make_engine(model, events, **config):
 
 
 @pytest.fixture(scope="module")
-def beep(fixture_dir):
-    return read_audio_file(fixture_dir / "golden/inputs/beep.wav")  # 2.3 s, beep at 0.8-1.2 s
+def beep(beep_wav):
+    return read_audio_file(beep_wav)  # 2.3 s, beep at 0.8-1.2 s
 
 
-def test_any_piece_sizes_give_whole_chunks_in_order(tiny_model, beep):
+def test_any_piece_sizes_give_whole_chunks_in_order(toy_model, beep):
     events_a, events_b = [], []
-    a = make_engine(tiny_model, events_a)
+    a = make_engine(toy_model, events_a)
     a.push(beep)
     a.process_pending()
-    b = make_engine(tiny_model, events_b)
+    b = make_engine(toy_model, events_b)
     rng = np.random.default_rng(0)
     start = 0
     while start < len(beep):
@@ -59,9 +59,9 @@ def test_any_piece_sizes_give_whole_chunks_in_order(tiny_model, beep):
     assert a.backlog_s == pytest.approx((len(beep) % CHUNK_SAMPLES) / 16000)
 
 
-def test_overflow_drops_oldest_and_reports(tiny_model, beep):
+def test_overflow_drops_oldest_and_reports(toy_model, beep):
     events = []
-    engine = make_engine(tiny_model, events, max_backlog_s=1.2)
+    engine = make_engine(toy_model, events, max_backlog_s=1.2)
     silence = np.zeros(5 * CHUNK_SAMPLES, dtype=np.float32)
     engine.push(silence)  # 2.0 s into a 1.2 s backlog: the first 0.8 s go
     engine.process_pending()
@@ -76,20 +76,21 @@ def test_overflow_drops_oldest_and_reports(tiny_model, beep):
     assert stats.chunks == 3
 
 
-def test_audio_arriving_during_a_reply_is_consumed_afterwards(tiny_model, beep, monkeypatch):
+def test_audio_arriving_during_a_reply_is_consumed_afterwards(toy_model, beep, monkeypatch):
     """Replies block the engine thread; pushed audio waits and nothing is lost."""
     events = []
-    engine = make_engine(tiny_model, events, max_backlog_s=30)
+    engine = make_engine(toy_model, events, max_backlog_s=30)
     session = engine.session("assistant")
-    original = session._speak
+    original = session.reply_row
     speaking = threading.Event()
 
-    def slow_speak(*args, **kwargs):
-        speaking.set()
-        time.sleep(0.5)  # a reply that takes longer than a chunk
+    def slow_reply_row(*args, **kwargs):
+        if not speaking.is_set():
+            speaking.set()
+            time.sleep(0.5)  # a reply that takes longer than a chunk
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(session, "_speak", slow_speak)
+    monkeypatch.setattr(session, "reply_row", slow_reply_row)
     engine.start()
     try:
         for start in range(0, len(beep), 1600):  # 0.1 s pieces, faster than real time
@@ -108,11 +109,11 @@ def test_audio_arriving_during_a_reply_is_consumed_afterwards(tiny_model, beep, 
     assert engine.stats().replies == 1
 
 
-def test_a_failing_step_is_reported_and_the_engine_goes_on(tiny_model, beep, monkeypatch):
+def test_a_failing_step_is_reported_and_the_engine_goes_on(toy_model, beep, monkeypatch):
     events = []
-    engine = make_engine(tiny_model, events)
+    engine = make_engine(toy_model, events)
     calls = {"n": 0}
-    original = tiny_model.encode
+    original = toy_model.encode
 
     def flaky(mel):
         calls["n"] += 1
@@ -120,7 +121,7 @@ def test_a_failing_step_is_reported_and_the_engine_goes_on(tiny_model, beep, mon
             raise RuntimeError("CUDA error: simulated")
         return original(mel)
 
-    monkeypatch.setattr(tiny_model, "encode", flaky)
+    monkeypatch.setattr(toy_model, "encode", flaky)
     engine.push(beep)
     engine.process_pending()
     errors = [e for e in events if isinstance(e, EngineError)]
@@ -131,9 +132,9 @@ def test_a_failing_step_is_reported_and_the_engine_goes_on(tiny_model, beep, mon
     assert stats.errors == 1 and stats.dropped_s["step_failed"] == pytest.approx(0.4)
 
 
-def test_commands_run_between_chunks_and_reset_sessions(tiny_model, beep):
+def test_commands_run_between_chunks_and_reset_sessions(toy_model, beep):
     events = []
-    engine = make_engine(tiny_model, events)
+    engine = make_engine(toy_model, events)
     engine.push(beep)
     engine.process_pending()
     assert engine.session("assistant").chunk_index == 5
@@ -145,8 +146,8 @@ def test_commands_run_between_chunks_and_reset_sessions(tiny_model, beep):
     assert [e.chunk_index for e in events if isinstance(e, Decision)][-1] == 0
 
 
-def test_stats_report_latency_and_real_time_factor(tiny_model, beep):
-    engine = make_engine(tiny_model, [])
+def test_stats_report_latency_and_real_time_factor(toy_model, beep):
+    engine = make_engine(toy_model, [])
     engine.push(beep)
     engine.process_pending()
     stats = engine.stats()
@@ -157,10 +158,10 @@ def test_stats_report_latency_and_real_time_factor(tiny_model, beep):
     assert sum(t.reply_s > 0 for t in timings) == 1
 
 
-def test_duplicate_session_names_rejected(tiny_model):
-    sessions = [ListenSession(tiny_model), ListenSession(tiny_model)]
+def test_duplicate_session_names_rejected(toy_model):
+    sessions = [ListenSession(toy_model), ListenSession(toy_model)]
     with pytest.raises(ValueError, match="unique"):
-        Engine(tiny_model, sessions)
+        Engine(toy_model, sessions)
 
 
 def test_backlog_must_hold_a_chunk():
@@ -168,11 +169,11 @@ def test_backlog_must_hold_a_chunk():
         EngineConfig(max_backlog_s=0.1)
 
 
-def test_injected_instruction_reaches_only_its_session_before_live_audio(tiny_model, beep):
+def test_injected_instruction_reaches_only_its_session_before_live_audio(toy_model, beep):
     events = []
-    sessions = [ListenSession(tiny_model, SessionConfig(name=n, sampling=GREEDY))
+    sessions = [ListenSession(toy_model, SessionConfig(name=n, sampling=GREEDY))
                 for n in ("assistant", "reporter")]
-    engine = Engine(tiny_model, sessions, emit=events.append)
+    engine = Engine(toy_model, sessions, emit=events.append)
     engine.push(np.zeros(CHUNK_SAMPLES, np.float32))
     engine.instruct_audio("reporter", beep, source="beep")  # queued before the live chunk
     engine.process_pending()
@@ -183,17 +184,17 @@ def test_injected_instruction_reaches_only_its_session_before_live_audio(tiny_mo
     assert [e.session for e in events if isinstance(e, ReplyDone)] == ["reporter"]
 
 
-def test_text_turn_is_fed_with_the_next_chunk(tiny_model):
+def test_text_turn_is_fed_with_the_next_chunk(toy_model):
     events = []
-    session = ListenSession(tiny_model, SessionConfig(sampling=GREEDY))
-    engine = Engine(tiny_model, [session], emit=events.append)
+    session = ListenSession(toy_model, SessionConfig(sampling=GREEDY))
+    engine = Engine(toy_model, [session], emit=events.append)
     engine.push(np.zeros(CHUNK_SAMPLES, np.float32))
     engine.process_pending()
     before = session.cached_tokens
     engine.instruct_text("assistant", "hear")
     engine.push(np.zeros(CHUNK_SAMPLES, np.float32))
     engine.process_pending()
-    turn = len(tiny_model.encode_text("hear")) + 3
+    turn = len(toy_model.encode_text("hear")) + 3
     assert session.cached_tokens == before + turn + 13
     with pytest.raises(ValueError, match="needs some text"):
         engine.instruct_text("assistant", " ")
@@ -206,14 +207,14 @@ def test_text_turn_is_fed_with_the_next_chunk(tiny_model):
     assert session.instruction_source == "hear" and session.chunk_index == 2  # not reset
 
 
-def test_reinstructing_and_reactivating_keep_one_instruction_within_bound(tiny_model, beep):
+def test_reinstructing_and_reactivating_keep_one_instruction_within_bound(toy_model, beep):
     """100 new instructions and 20 stop/start cycles re-giving the same one (what the node does
     on every activation): one instruction pinned, the context within its bound throughout."""
     events = []
     config = SessionConfig(sampling=GREEDY, max_context_tokens=600, keep_context_tokens=400,
                            max_reply_tokens=64)
-    session = ListenSession(tiny_model, config)
-    engine = Engine(tiny_model, [session], emit=events.append)
+    session = ListenSession(toy_model, config)
+    engine = Engine(toy_model, [session], emit=events.append)
     live = np.zeros(CHUNK_SAMPLES, np.float32)
     clips = [beep[:CHUNK_SAMPLES], beep[CHUNK_SAMPLES:CHUNK_SAMPLES * 4]]  # 1 and 3 chunks
     peak = 0
@@ -246,13 +247,13 @@ def test_reinstructing_and_reactivating_keep_one_instruction_within_bound(tiny_m
     assert len([e for e in events if isinstance(e, Decision)]) == decisions + 3 + 20
 
 
-def test_out_of_gpu_memory_on_a_step_is_survived(tiny_model, beep, monkeypatch):
+def test_out_of_gpu_memory_on_a_step_is_survived(toy_model, beep, monkeypatch):
     """A CUDA OOM in one chunk: counted, reported, sessions reset, the next chunks go on."""
     import torch
 
     events = []
-    engine = make_engine(tiny_model, events)
-    original = tiny_model.encode
+    engine = make_engine(toy_model, events)
+    original = toy_model.encode
     calls = {"n": 0}
 
     def oom_once(mel):
@@ -261,7 +262,7 @@ def test_out_of_gpu_memory_on_a_step_is_survived(tiny_model, beep, monkeypatch):
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return original(mel)
 
-    monkeypatch.setattr(tiny_model, "encode", oom_once)
+    monkeypatch.setattr(toy_model, "encode", oom_once)
     engine.push(beep)
     engine.process_pending()
     errors = [e.message for e in events if isinstance(e, EngineError)]
@@ -269,7 +270,7 @@ def test_out_of_gpu_memory_on_a_step_is_survived(tiny_model, beep, monkeypatch):
     assert len([e for e in events if isinstance(e, Decision)]) == 4
 
 
-def test_a_command_failing_half_way_is_recovered_and_live_audio_answered(tiny_model, beep,
+def test_a_command_failing_half_way_is_recovered_and_live_audio_answered(toy_model, beep,
                                                                          monkeypatch):
     """Out of GPU memory in the middle of hearing a new instruction: the half-fed instruction
     left an audio slot unfed, which used to kill the engine on the next chunk. Now: reported,
@@ -277,11 +278,11 @@ def test_a_command_failing_half_way_is_recovered_and_live_audio_answered(tiny_mo
     import torch
 
     events = []
-    engine = make_engine(tiny_model, events)
+    engine = make_engine(toy_model, events)
     session = engine.session("assistant")
     engine.instruct_audio("assistant", beep[:2 * CHUNK_SAMPLES], source="old")
     engine.process_pending()
-    original = tiny_model.forward
+    original = toy_model.forward
     calls = {"n": 0}
 
     def oom_on_second(*args, **kwargs):
@@ -290,7 +291,7 @@ def test_a_command_failing_half_way_is_recovered_and_live_audio_answered(tiny_mo
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 1.00 GiB")
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(tiny_model, "forward", oom_on_second)
+    monkeypatch.setattr(toy_model, "forward", oom_on_second)
     engine.instruct_audio("assistant", beep[:3 * CHUNK_SAMPLES], source="new")
     engine.push(beep)
     engine.process_pending()
@@ -303,7 +304,7 @@ def test_a_command_failing_half_way_is_recovered_and_live_audio_answered(tiny_mo
     assert engine.stats().errors == 1
 
 
-def test_no_exception_ends_the_engine_thread(tiny_model, beep, monkeypatch):
+def test_no_exception_ends_the_engine_thread(toy_model, beep, monkeypatch):
     """Exception types nobody expects (a bug in a step, a transport that raises) are reported
     as EngineError and the thread keeps listening."""
     events = []
@@ -314,18 +315,18 @@ def test_no_exception_ends_the_engine_thread(tiny_model, beep, monkeypatch):
             raise TypeError("transport bug")  # the first reply's publishing fails
         events.append(event)
 
-    session = ListenSession(tiny_model, SessionConfig(sampling=GREEDY))
-    engine = Engine(tiny_model, [session], emit=emit)
-    original = session.listen
+    session = ListenSession(toy_model, SessionConfig(sampling=GREEDY))
+    engine = Engine(toy_model, [session], emit=emit)
+    original = session.listen_row
     calls = {"n": 0}
 
-    def buggy_listen(*args, **kwargs):
+    def buggy_listen_row(*args, **kwargs):
         calls["n"] += 1
         if calls["n"] == 1:
             raise KeyError("a bug")
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(session, "listen", buggy_listen)
+    monkeypatch.setattr(session, "listen_row", buggy_listen_row)
     engine.start()
     try:
         engine.push(beep)  # chunk 0 fails (KeyError); the reply to chunk 2 fails to publish

@@ -12,8 +12,8 @@ from audio_interaction_ros.core.protocol import CHUNK_SAMPLES, MEL_FRAMES_PER_CH
 
 
 @pytest.fixture(scope="module")
-def speech(fixture_dir) -> np.ndarray:
-    return pad_to_chunks(read_audio_file(fixture_dir / "golden/inputs/speech.wav"), CHUNK_SAMPLES)
+def speech(speech_wav) -> np.ndarray:
+    return pad_to_chunks(read_audio_file(speech_wav), CHUNK_SAMPLES)
 
 
 def test_reference_equals_whisper_feature_extractor(speech):

@@ -16,8 +16,8 @@ GREEDY = SamplingConfig(temperature=0.0)
 
 
 @pytest.fixture(scope="module")
-def beep(fixture_dir):
-    audio = read_audio_file(fixture_dir / "golden/inputs/beep.wav")  # beep at chunk 2
+def beep(beep_wav):
+    audio = read_audio_file(beep_wav)  # beep at chunk 2
     return pad_to_chunks(audio, CHUNK_SAMPLES)
 
 
@@ -30,17 +30,17 @@ def p_speaks(events) -> list[float]:
 
 
 @pytest.mark.parametrize("frontend", ["streaming", "reference"])
-def test_process_equals_front_end_encoder_and_session_by_hand(tiny_model, beep, frontend):
+def test_process_equals_front_end_encoder_and_session_by_hand(toy_model, beep, frontend):
     """What the runner and the engine used to write out themselves, in either mode."""
-    pipeline = Pipeline(tiny_model, [session(tiny_model)], frontend=frontend)
+    pipeline = Pipeline(toy_model, [session(toy_model)], frontend=frontend)
     results = list(pipeline.process(beep))
     assert [r.index for r in results] == list(range(len(beep) // CHUNK_SAMPLES))
     if frontend == "streaming":
         front = StreamingFrontEnd()
-        rows = [tiny_model.encode(front.push(c))[0] for c in beep.reshape(-1, CHUNK_SAMPLES)]
+        rows = [toy_model.encode(front.push(c))[0] for c in beep.reshape(-1, CHUNK_SAMPLES)]
     else:
-        rows = tiny_model.encode(reference_features(beep))
-    alone = session(tiny_model)
+        rows = toy_model.encode(reference_features(beep))
+    alone = session(toy_model)
     expected = [alone.listen(r) for r in rows]
     for result, events in zip(results, expected):
         assert p_speaks(result.events) == pytest.approx(p_speaks(events), rel=1e-5, abs=1e-6)
@@ -49,19 +49,19 @@ def test_process_equals_front_end_encoder_and_session_by_hand(tiny_model, beep, 
         ["I hear a beep."]
 
 
-def test_streaming_state_carries_across_calls(tiny_model, beep):
+def test_streaming_state_carries_across_calls(toy_model, beep):
     """Chunk by chunk or all at once: the same stream for the streaming front end."""
-    whole = Pipeline(tiny_model, [session(tiny_model)])
-    pieces = Pipeline(tiny_model, [session(tiny_model)])
+    whole = Pipeline(toy_model, [session(toy_model)])
+    pieces = Pipeline(toy_model, [session(toy_model)])
     at_once = [e for r in whole.process(beep) for e in r.events]
     one_by_one = [e for c in beep.reshape(-1, CHUNK_SAMPLES) for r in pieces.process(c)
                   for e in r.events]
     assert p_speaks(at_once) == pytest.approx(p_speaks(one_by_one), rel=1e-5, abs=1e-6)
 
 
-def test_step_runs_every_session_once_in_order(tiny_model, beep):
+def test_step_runs_every_session_once_in_order(toy_model, beep):
     seen = []
-    pipeline = Pipeline(tiny_model, [session(tiny_model, "a"), session(tiny_model, "b")],
+    pipeline = Pipeline(toy_model, [session(toy_model, "a"), session(toy_model, "b")],
                         frontend="reference")
     rows = pipeline.encode(beep).rows
     report = pipeline.step(rows[2], stream_time_s=7.0, emit=seen.append)
@@ -71,29 +71,29 @@ def test_step_runs_every_session_once_in_order(tiny_model, beep):
     assert report.replies == 2 and report.listen_s > 0 and report.reply_s > 0
 
 
-def test_timing_and_stream_time_of_process(tiny_model, beep):
-    pipeline = Pipeline(tiny_model, [session(tiny_model)])
+def test_timing_and_stream_time_of_process(toy_model, beep):
+    pipeline = Pipeline(toy_model, [session(toy_model)])
     results = list(pipeline.process(beep, start_s=10.0))
     times = [e.stream_time_s for r in results for e in r.events if isinstance(e, Decision)]
     assert times == pytest.approx([10.0 + 0.4 * (k + 1) for k in range(len(results))])
     assert all(r.timing.frontend_s > 0 and r.timing.encoder_s > 0 for r in results)
 
 
-def test_instruction_encoding_leaves_the_stream_alone(tiny_model, beep):
-    pipeline = Pipeline(tiny_model, [session(tiny_model)])
-    fresh = Pipeline(tiny_model, [session(tiny_model)])
+def test_instruction_encoding_leaves_the_stream_alone(toy_model, beep):
+    pipeline = Pipeline(toy_model, [session(toy_model)])
+    fresh = Pipeline(toy_model, [session(toy_model)])
     rows = pipeline.encode_recording(beep[:-100])  # padded to whole chunks
     assert tuple(rows.shape[:2]) == (len(beep) // CHUNK_SAMPLES, 10)
     assert (pipeline.encode(beep).rows == fresh.encode(beep).rows).all()
 
 
-def test_bad_input_is_refused(tiny_model):
+def test_bad_input_is_refused(toy_model):
     with pytest.raises(ValueError, match="frontend"):
-        Pipeline(tiny_model, [], frontend="offline")
+        Pipeline(toy_model, [], frontend="offline")
     with pytest.raises(ValueError, match="unique"):
-        Pipeline(tiny_model, [session(tiny_model), session(tiny_model)])
+        Pipeline(toy_model, [session(toy_model), session(toy_model)])
     with pytest.raises(ValueError, match="whole chunks"):
-        Pipeline(tiny_model, []).encode(np.zeros(CHUNK_SAMPLES + 1, np.float32))
+        Pipeline(toy_model, []).encode(np.zeros(CHUNK_SAMPLES + 1, np.float32))
 
 
 def test_file_segments_add_separate_trailing_silence():

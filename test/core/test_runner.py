@@ -44,19 +44,18 @@ def test_runner_reproduces_golden_turns(case, fixture_dir):
         assert 0.0 <= line["p_speak"] <= 1.0
 
 
-def test_runner_streaming_frontend_any_rate(fixture_dir, audio_dir):
+def test_runner_streaming_frontend_any_rate(toy_model_dir, stereo_48k_wav):
     """A 48 kHz stereo recording is converted; streaming mode runs end to end."""
-    proc = run_cli("--model", str(fixture_dir / "ckpt"), "--device", "cpu", "--frontend",
-                   "streaming", "--trailing-silence", "0",
-                   str(audio_dir / "03_cough_music_sample03_01.wav"))
+    proc = run_cli("--model", str(toy_model_dir), "--device", "cpu", "--frontend",
+                   "streaming", "--trailing-silence", "0", str(stereo_48k_wav))
     assert proc.returncode == 0, proc.stderr
     lines = [json.loads(line) for line in proc.stdout.splitlines()]
     assert len([line for line in lines if "tokens" in line]) >= 5
 
 
-def bad_checkpoint(fixture_dir, tmp_path, breaker):
+def bad_checkpoint(model_dir, tmp_path, breaker):
     target = tmp_path / "ckpt"
-    shutil.copytree(fixture_dir / "ckpt", target)
+    shutil.copytree(model_dir, target)
     for path in target.rglob("*"):
         path.chmod(0o644 if path.is_file() else 0o755)
     breaker(target)
@@ -73,26 +72,22 @@ def _wrong_shape(ckpt):
 
 
 @pytest.mark.parametrize("make_args, message", [
-    pytest.param(lambda f, a, t: ["--model", str(f / "ckpt"), str(t / "absent.wav")],
+    pytest.param(lambda f, a, t: ["--model", str(f), str(t / "absent.wav")],
                  "does not exist", id="missing-file"),
-    pytest.param(lambda f, a, t: ["--model", str(f / "ckpt"), str(f / "ckpt/tokenizer.json")],
+    pytest.param(lambda f, a, t: ["--model", str(f), str(f / "tokenizer.json")],
                  "could not be decoded", id="unreadable-audio"),
-    pytest.param(lambda f, a, t: ["--model", str(bad_checkpoint(f, t, _drop_shard)),
-                                  str(f / "golden/inputs/beep.wav")],
+    pytest.param(lambda f, a, t: ["--model", str(bad_checkpoint(f, t, _drop_shard)), str(a)],
                  "lacks shard", id="missing-shard"),
-    pytest.param(lambda f, a, t: ["--model", str(bad_checkpoint(f, t, _wrong_shape)),
-                                  str(f / "golden/inputs/beep.wav")],
+    pytest.param(lambda f, a, t: ["--model", str(bad_checkpoint(f, t, _wrong_shape)), str(a)],
                  "do not fit", id="wrong-shape"),
-    pytest.param(lambda f, a, t: ["--model", str(t / "no-such-dir"),
-                                  str(f / "golden/inputs/beep.wav")],
+    pytest.param(lambda f, a, t: ["--model", str(t / "no-such-dir"), str(a)],
                  "neither a checkpoint directory", id="missing-checkpoint"),
-    pytest.param(lambda f, a, t: ["--model", str(f / "ckpt"), "--device", "cuda:7",
-                                  str(f / "golden/inputs/beep.wav")],
+    pytest.param(lambda f, a, t: ["--model", str(f), "--device", "cuda:7", str(a)],
                  "cuda:7", id="absent-cuda"),
 ])
-def test_bad_input_gives_one_clear_error_line(make_args, message, fixture_dir, audio_dir,
+def test_bad_input_gives_one_clear_error_line(make_args, message, toy_model_dir, beep_wav,
                                               tmp_path):
-    proc = run_cli(*make_args(fixture_dir, audio_dir, tmp_path))
+    proc = run_cli(*make_args(toy_model_dir, beep_wav, tmp_path))
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.strip()]

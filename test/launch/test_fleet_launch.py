@@ -4,7 +4,8 @@ for robot1 and robot2 on the toy model. A beep published on /robot1/audio must b
 the process must have exited 0 without a traceback.
 
 Needs the launch stack and this package installed (colcon build; the executables are found through
-AMENT_PREFIX_PATH) and the toy model (`make toy`). launch_testing's pytest plugin needs pytest < 9.
+AMENT_PREFIX_PATH); the model is the project's toy (built on first use, cached in
+build/toy-model). launch_testing's pytest plugin needs pytest < 9.
 """
 from __future__ import annotations
 
@@ -30,20 +31,16 @@ from std_msgs.msg import String  # noqa: E402
 
 from audio_interaction_ros.ros import messages  # noqa: E402
 
+from ..conftest import toy_checkpoint  # noqa: E402
 from ..ros.test_interaction_node import LATCHED, RELIABLE, beep_clip  # noqa: E402
 from .launch_checks import (CleanShutdown, greedy_params_file,  # noqa: E402
                             isolate_discovery)
 
 REPO = Path(__file__).resolve().parents[2]
 LAUNCH_FILE = REPO / "launch" / "fleet.launch.py"
-TOY_DIR = REPO / "build" / "toy-model"
 REPLY_TIMEOUT_S = 120.0  # model load + discovery + 3 s of audio; a deadline, not a sleep
 
 isolate_discovery()
-
-if not (TOY_DIR / "TOY_MODEL.json").is_file():
-    pytest.skip(f"{TOY_DIR} is missing: build the toy model first (make toy)",
-                allow_module_level=True)
 
 
 def _workdir() -> Path:
@@ -56,7 +53,8 @@ def _workdir() -> Path:
 def generate_test_description():
     fleet = IncludeLaunchDescription(
         PythonLaunchDescriptionSource(str(LAUNCH_FILE)),
-        launch_arguments={"robots": "[robot1, robot2]", "model": str(TOY_DIR), "device": "cpu",
+        launch_arguments={"robots": "[robot1, robot2]", "model": str(toy_checkpoint()),
+                          "device": "cpu",
                           "params_file": str(greedy_params_file(_workdir()))}.items())
     return launch.LaunchDescription([fleet, launch_testing.actions.ReadyToTest()])
 

@@ -5,13 +5,12 @@ activated by the launch file's lifecycle events, must say "I hear a beep." on
 /audio_interaction/speech; after shutdown (SIGINT from launch) every process must have exited 0.
 
 Needs the launch stack and this package installed (colcon build; the executables are found through
-AMENT_PREFIX_PATH), and the fixture checkpoint (../shared/fixtures, or AUDIO_INTERACTION_SHARED).
+AMENT_PREFIX_PATH); the model is the project's toy (built on first use, cached in build/toy-model).
 Run it with ``python -m pytest test/launch`` or ``colcon test``; launch_testing's pytest plugin
 needs pytest < 9.
 """
 from __future__ import annotations
 
-import os
 import tempfile
 import unittest
 from pathlib import Path
@@ -33,7 +32,7 @@ from launch.launch_description_sources import PythonLaunchDescriptionSource  # n
 from launch_testing_ros import WaitForTopics  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 
-from ..conftest import FIXTURE  # noqa: E402
+from ..conftest import toy_checkpoint  # noqa: E402
 from .launch_checks import (CleanShutdown, greedy_params_file,  # noqa: E402
                             isolate_discovery)
 
@@ -43,13 +42,6 @@ SPEECH_TOPIC = "/audio_interaction/speech"
 REPLY_TIMEOUT_S = 120.0  # model load + discovery + 3 s of audio; a deadline, not a sleep
 
 isolate_discovery()
-
-if not (FIXTURE / "ckpt").is_dir():
-    _MISSING = (f"{FIXTURE / 'ckpt'} is missing: the launch test needs the shared fixtures beside "
-                "the repository (../shared) or AUDIO_INTERACTION_SHARED pointing at them")
-    if os.environ.get("CI"):
-        pytest.fail(_MISSING, pytrace=False)
-    pytest.skip(_MISSING, allow_module_level=True)
 
 _WORKDIR: tempfile.TemporaryDirectory | None = None  # removed when the test process exits
 
@@ -74,7 +66,7 @@ def generate_test_description():
         launch_arguments={
             "use_mic": "false",
             "audio_file": str(clip),
-            "model": str(FIXTURE / "ckpt"),
+            "model": str(toy_checkpoint()),
             "device": "cpu",
             "params_file": str(greedy_params_file(workdir)),
         }.items(),

@@ -1,6 +1,7 @@
 """ROS test plumbing: an isolated DDS domain per test session, contexts, spinning helpers."""
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 
@@ -17,14 +18,28 @@ pytest.importorskip("audio_common_msgs", reason="audio_common_msgs missing: run 
                     "tools/build_interfaces.sh")
 
 
-@pytest.fixture()
-def ros_context():
+@contextlib.contextmanager
+def _initialized_context():
     context = rclpy.context.Context()
     rclpy.init(context=context)
     try:
         yield context
     finally:
         rclpy.try_shutdown(context=context)
+
+
+@pytest.fixture()
+def ros_context():
+    with _initialized_context() as context:
+        yield context
+
+
+@pytest.fixture()
+def robot(ros_context):
+    """A second context (its own DDS participant) for the drivers and consumers: they run in
+    other processes on a robot, and FastDDS refuses two types on one topic in one participant."""
+    with _initialized_context() as context:
+        yield context
 
 
 def spin_until(executor, predicate, timeout_s: float = 20.0) -> bool:

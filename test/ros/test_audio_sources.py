@@ -35,8 +35,8 @@ class Recorder:
         return np.concatenate([np.frombuffer(m.audio.data, dtype="<i2") for m in self.audio])
 
 
-def test_player_publishes_the_file_in_order_with_stamps(ros_context, audio_dir):
-    path = audio_dir / "03_cough_music_sample03_01.wav"  # 48 kHz stereo
+def test_player_publishes_the_file_in_order_with_stamps(ros_context, stereo_48k_wav):
+    path = stereo_48k_wav  # 48 kHz stereo
     expected, rate = soundfile.read(str(path), dtype="int16", always_2d=True)
     player = PlayerNode(context=ros_context, parameter_overrides=[
         Parameter("files", value=[str(path)]), Parameter("rate", value=20.0),

@@ -36,7 +36,7 @@ def stop(proc: subprocess.Popen) -> int:
         return -9
 
 
-def test_player_and_interaction_node_processes(ros_context, fixture_dir, tmp_path):
+def test_player_and_interaction_node_processes(ros_context, toy_model_dir, tmp_path):
     clip = tmp_path / "beep_48k_stereo.wav"
     soundfile.write(clip, beep_clip(48000, 2), 48000, subtype="PCM_16")
     node_log, player_log = tmp_path / "node.log", tmp_path / "player.log"
@@ -49,7 +49,7 @@ def test_player_and_interaction_node_processes(ros_context, fixture_dir, tmp_pat
     executor = SingleThreadedExecutor(context=ros_context)
     executor.add_node(listener)
     node = start("audio_interaction_ros.ros.interaction_node", "-p",
-                 f"model:={fixture_dir / 'ckpt'}", "-p", "device:=cpu", "-p", "temperature:=0.0",
+                 f"model:={toy_model_dir}", "-p", "device:=cpu", "-p", "temperature:=0.0",
                  log=node_log)
     player = None
     try:

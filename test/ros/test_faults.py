@@ -9,8 +9,8 @@ from .conftest import spin_for, spin_until
 from .test_interaction_node import AudioTester, beep_clip, node_and_tester
 
 
-def test_audio_publisher_dies_and_comes_back(ros_context, fixture_dir):
-    with node_and_tester(ros_context, fixture_dir) as (node, first, executor):
+def test_audio_publisher_dies_and_comes_back(ros_context, toy_model_dir):
+    with node_and_tester(ros_context, toy_model_dir) as (node, first, executor):
         first.info(48000, 2)
         spin_for(executor, 0.2)
         first.send(beep_clip()[:48000])  # 1 s, then the driver crashes mid-stream
@@ -31,8 +31,8 @@ def test_audio_publisher_dies_and_comes_back(ros_context, fixture_dir):
             second.node.destroy_node()
 
 
-def test_gpu_out_of_memory_at_configure(ros_context, fixture_dir, gpu_out_of_memory):
-    with node_and_tester(ros_context, fixture_dir, activate=False, device="cuda",
+def test_gpu_out_of_memory_at_configure(ros_context, toy_model_dir, gpu_out_of_memory):
+    with node_and_tester(ros_context, toy_model_dir, activate=False, device="cuda",
                          dtype="float32") as (node, _, _):
         assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
         assert "out of GPU memory" in node._load_error

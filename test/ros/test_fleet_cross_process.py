@@ -5,19 +5,17 @@ bad input has its drops and rejections counted in its own diagnostics, while the
 loses no audio and keeps getting its replies; SIGINT ends the process with exit code 0."""
 from __future__ import annotations
 
-import shutil
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile
 from rclpy.executors import SingleThreadedExecutor
 
 from .conftest import spin_for, spin_until
 from .test_cross_process import start, stop
 from .test_interaction_node import AudioTester, beep_clip
 
-TOY_DIR = Path(__file__).resolve().parents[2] / "build" / "toy-model"
 CHUNK_S = 0.4
 BEEP_S = 0.8  # covers one whole chunk wherever the chunk boundaries fall: at least one reply
 ROBOT2_BACKLOG_S = 2.0
@@ -34,28 +32,15 @@ def paced(tester: AudioTester, executor, frames: np.ndarray, rate: int) -> None:
         spin_for(executor, 0.05)
 
 
-def speech_clip() -> np.ndarray:
-    """(frames, 1) int16 at 16 kHz: an espeak-ng sentence, then 1.6 s of silence (the toy answers
-    "Someone is speaking." once the speaker has finished)."""
-    from audio_interaction_ros.voice.tts import EspeakTts
-
-    samples, _ = EspeakTts(sample_rate_hz=16000).synthesize("Where is the kitchen, please?")
-    mono = np.concatenate([np.zeros(8000), 0.5 * samples / np.abs(samples).max(),
-                           np.zeros(25600)])
-    return (mono * 32767).astype(np.int16)[:, None]
-
-
 @pytest.fixture()
-def fleet_process(tmp_path):
+def fleet_process(tmp_path, toy_model_dir):
     """fleet_node for robot1 and robot2 on the toy model; robot2 with a 2 s backlog."""
-    if not (TOY_DIR / "TOY_MODEL.json").is_file():
-        pytest.skip(f"{TOY_DIR} is missing: build the toy model first (make toy)")
     params = tmp_path / "robot2.yaml"
     params.write_text(f"/robot2/audio_interaction:\n  ros__parameters:\n"
                       f"    max_backlog_s: {ROBOT2_BACKLOG_S}\n")
     log = tmp_path / "fleet.log"
     proc = start("audio_interaction_ros.ros.fleet_node", "-p", "robots:=[robot1, robot2]",
-                 "-p", f"model:={TOY_DIR}", "-p", "device:=cpu", "-p", "temperature:=0.0",
+                 "-p", f"model:={toy_model_dir}", "-p", "device:=cpu", "-p", "temperature:=0.0",
                  "-p", "diagnostics_period_s:=0.2", "--params-file", str(params), log=log)
     try:
         yield proc, log
@@ -66,10 +51,9 @@ def fleet_process(tmp_path):
         assert "Traceback" not in text, text
 
 
-def test_fleet_node_serves_two_robots_apart(ros_context, fleet_process):
-    if shutil.which("espeak-ng") is None:
-        pytest.skip("espeak-ng is not installed (apt-get install espeak-ng): no speech clip")
+def test_fleet_node_serves_two_robots_apart(ros_context, fleet_process, speech_wav):
     proc, log = fleet_process
+    speech, _ = soundfile.read(speech_wav, dtype="int16", always_2d=True)  # 16 kHz mono
     robot1, robot2 = (AudioTester(ros_context, ns) for ns in ("/robot1", "/robot2"))
     executor = SingleThreadedExecutor(context=ros_context)
     for tester in (robot1, robot2):
@@ -93,7 +77,7 @@ def test_fleet_node_serves_two_robots_apart(ros_context, fleet_process):
         # across a chunk boundary may be answered twice: where the chunks fall depends on how
         # much of the warm-up was heard)
         paced(robot1, executor, beep_clip(beep_s=BEEP_S), rate=48000)
-        paced(robot2, executor, speech_clip(), rate=16000)
+        paced(robot2, executor, speech, rate=16000)
         assert spin_until(executor, lambda: robot1.speech and robot2.speech, 30), \
             log.read_text()
         spin_for(executor, 1.0)  # a reply that went astray would arrive as fast

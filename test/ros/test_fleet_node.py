@@ -4,7 +4,6 @@ lifecycle (one robot down, or failing to configure, leaves the other answering).
 from __future__ import annotations
 
 import contextlib
-from pathlib import Path
 
 import pytest
 import rclpy
@@ -15,10 +14,10 @@ from rclpy.parameter import Parameter
 from audio_interaction_ros.ros.fleet_node import FleetNode, robot_namespaces
 from audio_interaction_ros.ros.interaction_node import InteractionNode
 
+from ..conftest import toy_checkpoint
 from .conftest import spin_for, spin_until
 from .test_interaction_node import AudioTester, beep_clip
 
-TOY_DIR = Path(__file__).resolve().parents[2] / "build" / "toy-model"
 SUCCESS = TransitionCallbackReturn.SUCCESS
 
 
@@ -35,11 +34,9 @@ def test_robot_names_become_absolute_namespaces():
 def fleet(*ros_args: str, robots: str = "[robot1, robot2]"):
     """A fleet in its own context, built from global arguments as fleet_node's command line
     gives them (they reach every node of the process), spun by one executor; torn down after."""
-    if not (TOY_DIR / "TOY_MODEL.json").is_file():
-        pytest.skip(f"{TOY_DIR} is missing: build the toy model first (make toy)")
     context = rclpy.context.Context()
     rclpy.init(context=context, args=[
-        "fleet_node", "--ros-args", "-p", f"robots:={robots}", "-p", f"model:={TOY_DIR}",
+        "fleet_node", "--ros-args", "-p", f"robots:={robots}", "-p", f"model:={toy_checkpoint()}",
         "-p", "device:=cpu", "-p", "temperature:=0.0", "-p", "autostart:=false",
         "-p", "diagnostics_period_s:=0.2", *ros_args])
     nodes = []
@@ -143,7 +140,7 @@ def test_one_robot_down_or_broken_leaves_the_other_answering():
             assert spin_until(executor, lambda: testers[1].diagnostics and "no model loaded"
                               in testers[1].diagnostics[-1].message)
             assert robot1.trigger_deactivate() == SUCCESS  # robot1 down, robot2 up
-            robot2.set_parameters([Parameter("model", value=str(TOY_DIR))])
+            robot2.set_parameters([Parameter("model", value=str(toy_checkpoint()))])
             activate(robot2)
             assert fleet_node.models.loads == 1  # robot1 (inactive) still holds the model
             spin_for(executor, 0.3)

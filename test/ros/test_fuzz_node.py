@@ -95,13 +95,13 @@ def accounted_samples(engine) -> int:
 
 
 @pytest.fixture(scope="module")
-def configured_node(fixture_dir):
+def configured_node(toy_model_dir):
     """(node, context, shadow ingest, oracle): configured, engine not running."""
     import rclpy
 
     context = rclpy.context.Context()
     rclpy.init(context=context)
-    node = make_node(context, fixture_dir, max_backlog_s=5.0)
+    node = make_node(context, toy_model_dir, max_backlog_s=5.0)
     assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
     shadow = AudioIngest(node.get_parameter("channel_index").value,
                          node.get_parameter("gap_tolerance_s").value)

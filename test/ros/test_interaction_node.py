@@ -81,8 +81,8 @@ class AudioTester:
             else {}
 
 
-def make_node(context, fixture_dir, **overrides) -> InteractionNode:
-    params = dict(model=str(fixture_dir / "ckpt"), device="cpu", temperature=0.0,
+def make_node(context, model_dir, **overrides) -> InteractionNode:
+    params = dict(model=str(model_dir), device="cpu", temperature=0.0,
                   autostart=False, diagnostics_period_s=0.2)
     params.update(overrides)
     return InteractionNode(context=context, parameter_overrides=[
@@ -90,10 +90,10 @@ def make_node(context, fixture_dir, **overrides) -> InteractionNode:
 
 
 @contextlib.contextmanager
-def node_and_tester(context, fixture_dir, activate: bool = True, **overrides):
+def node_and_tester(context, model_dir, activate: bool = True, **overrides):
     """An interaction node (configured and activated unless ``activate`` is false), a tester
     node and an executor spinning both; everything is torn down afterwards."""
-    node = make_node(context, fixture_dir, **overrides)
+    node = make_node(context, model_dir, **overrides)
     tester = AudioTester(context)
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
@@ -111,8 +111,8 @@ def node_and_tester(context, fixture_dir, activate: bool = True, **overrides):
 
 
 @pytest.fixture()
-def running(ros_context, fixture_dir):
-    with node_and_tester(ros_context, fixture_dir) as parts:
+def running(ros_context, toy_model_dir):
+    with node_and_tester(ros_context, toy_model_dir) as parts:
         yield parts
 
 
@@ -141,11 +141,11 @@ def test_48k_stereo_beep_gets_a_reply_with_stamps(running):
     assert len(tester.probabilities) >= 3 and max(tester.probabilities) > 0.9
 
 
-def test_each_session_has_its_own_topic_beside_the_merged_one(ros_context, fixture_dir):
+def test_each_session_has_its_own_topic_beside_the_merged_one(ros_context, toy_model_dir):
     """Two reply sessions merge on ~/reply; ~/<session>/<output> keeps each one apart (what a
     consumer that must not mix them, e.g. the speech node, subscribes to)."""
     sessions = {"sessions": ["left", "right", "scribe"], "scribe.output": "transcript"}
-    with node_and_tester(ros_context, fixture_dir, **sessions) as (node, tester, executor):
+    with node_and_tester(ros_context, toy_model_dir, **sessions) as (node, tester, executor):
         finals: dict[str, list[str]] = {}
         for topic in ("reply", "transcript", "left/reply", "right/reply", "scribe/transcript"):
             finals[topic] = []
@@ -174,7 +174,7 @@ def test_diagnostics_report_model_and_latency(running):
     assert spin_until(executor, lambda: tester.speech and
                       int(tester.values().get("chunks", "0")) >= 5)
     values = tester.values()
-    assert values["device"] == "cpu" and values["model"].endswith("ckpt")
+    assert values["device"] == "cpu" and values["model"].endswith("toy-model")
     assert float(values["decision_latency_p50_ms"]) > 0
     assert 0 < float(values["real_time_factor"]) < 1
     assert tester.diagnostics[-1].level == DiagnosticStatus.OK
@@ -190,8 +190,8 @@ F32 = np.array([0.1, np.nan, np.inf, -0.2], dtype="<f4")
 
 
 @pytest.mark.parametrize("inject, counter", [
-    pytest.param(lambda t: (t.info(48000, 2, coding="mp3"), t.send(beep_clip())),
-                 "input_messages.unsupported_format", id="compressed"),
+    pytest.param(lambda t: (t.info(48000, 2, coding="opus"), t.send(beep_clip())),
+                 "input_messages.unsupported_format", id="compressed"),  # mp3: test_audio_stacks
     pytest.param(lambda t: (t.info(48000, 2, fmt="S24LE"), t.send(beep_clip())),
                  "input_messages.unsupported_format", id="unknown-format"),
     pytest.param(lambda t: t.info(1000, 2), "input_messages.unsupported_format", id="absurd-rate"),
@@ -323,21 +323,21 @@ def test_parameters_are_validated_on_set(running):
                       .temperature == 0.7, 5)
 
 
-def test_missing_model_fails_configure_and_node_stays_up(ros_context, fixture_dir, tmp_path):
-    with node_and_tester(ros_context, fixture_dir, activate=False,
+def test_missing_model_fails_configure_and_node_stays_up(ros_context, toy_model_dir, tmp_path):
+    with node_and_tester(ros_context, toy_model_dir, activate=False,
                          model=str(tmp_path / "absent")) as (node, tester, executor):
         assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
         assert spin_until(executor, lambda: tester.diagnostics, 5)
         status = tester.diagnostics[-1]
         assert status.level == DiagnosticStatus.ERROR and "absent" in status.message
         # fix the parameter and retry: the node was never down
-        node.set_parameters([Parameter("model", value=str(fixture_dir / "ckpt"))])
+        node.set_parameters([Parameter("model", value=str(toy_model_dir))])
         assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
         assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
 
 
-def test_lifecycle_cycles(ros_context, fixture_dir):
-    node = make_node(ros_context, fixture_dir)
+def test_lifecycle_cycles(ros_context, toy_model_dir):
+    node = make_node(ros_context, toy_model_dir)
     try:
         for _ in range(3):
             assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
@@ -352,8 +352,8 @@ def test_lifecycle_cycles(ros_context, fixture_dir):
         node.destroy_node()
 
 
-def test_cuda_without_gpu_fails_or_falls_back(ros_context, fixture_dir):
-    node = make_node(ros_context, fixture_dir, device="cuda")
+def test_cuda_without_gpu_fails_or_falls_back(ros_context, toy_model_dir):
+    node = make_node(ros_context, toy_model_dir, device="cuda")
     try:
         assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
         node.set_parameters([Parameter("allow_cpu_fallback", value=True)])
@@ -364,13 +364,13 @@ def test_cuda_without_gpu_fails_or_falls_back(ros_context, fixture_dir):
         node.destroy_node()
 
 
-def test_overload_bounds_the_backlog_warns_and_recovers(ros_context, fixture_dir, monkeypatch):
+def test_overload_bounds_the_backlog_warns_and_recovers(ros_context, toy_model_dir, monkeypatch):
     """Compute slower than real time: the backlog stays at max_backlog_s, the oldest audio is
     dropped and counted, /diagnostics warns with the real-time factor; then load drops and the
     node catches up."""
     import time
 
-    with node_and_tester(ros_context, fixture_dir,
+    with node_and_tester(ros_context, toy_model_dir,
                          max_backlog_s=1.0) as (node, tester, executor):
         model = node.engine.model
         fast_encode = model.encode
@@ -411,12 +411,12 @@ def test_overload_bounds_the_backlog_warns_and_recovers(ros_context, fixture_dir
 
 
 def test_typed_instruction_is_spoken_into_its_session_before_live_audio(
-        ros_context, fixture_dir):
+        ros_context, toy_model_dir):
     """<session>.instruction: synthesized at 16 kHz and fed, pinned, before the first live chunk;
     setting it again while active replaces it, and re-activation does not repeat it: one
     instruction pinned, within its budget, however often."""
     instruction = "Please tell me when you hear a beep."
-    with node_and_tester(ros_context, fixture_dir,
+    with node_and_tester(ros_context, toy_model_dir,
                          **{"assistant.instruction": instruction}) as (node, tester, executor):
         session = node.engine.session("assistant")
         tester.info(16000, 1)

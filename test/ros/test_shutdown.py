@@ -95,7 +95,7 @@ def test_speech_node_interrupted_while_speaking(observer, tmp_path):
     assert speaking == [False, True, False]  # it stopped mid-text and said so
 
 
-def test_interaction_node_interrupted_while_answering(observer, fixture_dir, tmp_path):
+def test_interaction_node_interrupted_while_answering(observer, toy_model_dir, tmp_path):
     node, executor = observer
     replies: list[str] = []
     node.create_subscription(String, "/audio_interaction/speech", lambda m: replies.append(m.data),
@@ -103,7 +103,7 @@ def test_interaction_node_interrupted_while_answering(observer, fixture_dir, tmp
     info_pub = node.create_publisher(AudioInfo, "audio_info", qos.LATCHED)
     audio_pub = node.create_publisher(AudioDataStamped, "audio", qos.AUDIO_RELIABLE)
     interaction = Process(tmp_path, "audio_interaction_ros.ros.interaction_node", "--ros-args",
-                          "-p", f"model:={fixture_dir / 'ckpt'}", "-p", "device:=cpu",
+                          "-p", f"model:={toy_model_dir}", "-p", "device:=cpu",
                           "-p", "max_backlog_s:=60.0")
     clip = np.tile(beep_clip(48000, 2), (4, 1))  # 11.2 s: four beeps, each one answered
     stamp_ns = node.get_clock().now().nanoseconds
@@ -145,12 +145,12 @@ def test_player_interrupted_while_publishing(observer, tmp_path):
 
 
 @needs_espeak
-def test_bringup_interrupted_while_the_robot_answers(fixture_dir, tmp_path):
+def test_bringup_interrupted_while_the_robot_answers(toy_model_dir, tmp_path):
     """Player, interaction node, speech node and monitor (``--print``) in one process."""
     clip = tmp_path / "beeps.wav"
     soundfile.write(clip, np.tile(beep_clip(48000, 2), (6, 1)), 48000, subtype="PCM_16")
     bringup = Process(tmp_path, "audio_interaction_ros.ros.bringup",
-                      "--model", str(fixture_dir / "ckpt"), "--device", "cpu",
+                      "--model", str(toy_model_dir), "--device", "cpu",
                       "--use-mic", "false", "--audio-file", str(clip), "--print")
     try:
         # the monitor prints "[speech] ..." for the first reply; the speech node then speaks it

@@ -233,7 +233,7 @@ def test_a_reply_whose_final_was_lost_is_closed_when_the_next_begins(rig):
     assert tester.values()["sentences"] == "3"  # Hello there. / Good morning. / All good.
 
 
-def test_self_hearing_wiring_mutes_the_microphone_while_the_robot_speaks(rig, fixture_dir):
+def test_self_hearing_wiring_mutes_the_microphone_while_the_robot_speaks(rig, toy_model_dir):
     """interaction reply -> speech node -> is_speaking -> interaction robot_speaking.
 
     The robot's own synthesized reply is played back into the microphone topic (as a speaker
@@ -244,7 +244,7 @@ def test_self_hearing_wiring_mutes_the_microphone_while_the_robot_speaks(rig, fi
                   cli_args=["--ros-args", "-r", "reply:=/audio_interaction/reply"])
     ears = InteractionNode(context=tester.node.context, cli_args=[
         "--ros-args", "-r", "robot_speaking:=/speech/is_speaking"], parameter_overrides=[
-        Parameter(k, value=v) for k, v in dict(model=str(fixture_dir / "ckpt"), device="cpu",
+        Parameter(k, value=v) for k, v in dict(model=str(toy_model_dir), device="cpu",
                                                temperature=0.0, autostart=False,
                                                speaking_tail_s=0.5,
                                                diagnostics_period_s=0.2).items()])

@@ -24,7 +24,6 @@ from .conftest import spin_for, spin_until
 from .test_interaction_node import RELIABLE, AudioTester, beep_clip
 
 CONFIG = Path(__file__).resolve().parents[2] / "config"
-TOY_DIR = Path(__file__).resolve().parents[2] / "build" / "toy-model"
 OUTPUTS = {"reply": "assistant", "transcript": "transcriber", "sound_events": "sound_reporter"}
 
 
@@ -60,8 +59,6 @@ def test_bringup_layers_the_tasks_file_over_the_params_file():
 @pytest.fixture()
 def three_task_context():
     """A context whose global arguments are what bringup --tasks three passes."""
-    if not (TOY_DIR / "TOY_MODEL.json").is_file():
-        pytest.skip(f"{TOY_DIR} is missing: build the toy model first (make toy)")
     context = rclpy.context.Context()
     rclpy.init(context=context, args=["bringup", *ros_arguments(
         build_parser().parse_args(["--tasks", "three"]))])
@@ -71,10 +68,10 @@ def three_task_context():
         rclpy.try_shutdown(context=context)
 
 
-def test_one_node_publishes_all_three_outputs(three_task_context):
+def test_one_node_publishes_all_three_outputs(three_task_context, toy_model_dir):
     context = three_task_context
     node = InteractionNode(context=context, parameter_overrides=[
-        Parameter("model", value=str(TOY_DIR)), Parameter("device", value="cpu"),
+        Parameter("model", value=str(toy_model_dir)), Parameter("device", value="cpu"),
         Parameter("temperature", value=0.0), Parameter("autostart", value=False)])
     tester = AudioTester(context)
     finals: dict[str, list[str]] = {topic: [] for topic in OUTPUTS}
