@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import sys
 
+from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.exceptions import InvalidNamespaceException
 from rclpy.node import Node
 from rclpy.validate_namespace import validate_namespace
 
 from .interaction_node import InteractionNode
 from .model_host import ModelHost
-from . import params, runtime
+from . import messages, params, qos, runtime
 
 FLEET_NODE_NAME = "audio_interaction_fleet"
 
@@ -67,8 +68,33 @@ class FleetNode(Node):
             for robot in self.robots:  # a later robot's bad parameter: undo the earlier ones
                 robot.destroy_node()
             raise
+        self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics",
+                                                      qos.PERIODIC)
+        self.create_timer(self.get_parameter("diagnostics_period_s").value,
+                          self._publish_diagnostics)
         self.get_logger().info(f"serving {len(self.robots)} robot(s) with one model: "
                                + ", ".join(r.get_fully_qualified_name() for r in self.robots))
+
+    def _publish_diagnostics(self) -> None:
+        """The shared batched step: how many rows (sessions of all robots, replies included)
+        each forward carried and what it cost. Each robot's own figures are in its node's
+        status."""
+        values = {"robots": str(len(self.robots))}
+        engines = self.models.engines
+        for k, engine in enumerate(engines):
+            batch = engine.batch_stats()
+            prefix = f"model{k}." if len(engines) > 1 else ""
+            values.update({f"{prefix}model": engine.model.info.source,
+                           f"{prefix}streams": str(batch.streams),
+                           f"{prefix}forwards": str(batch.forwards),
+                           f"{prefix}rows_per_forward_p50": f"{batch.rows_p50:.1f}",
+                           f"{prefix}rows_per_forward_max": str(batch.rows_max),
+                           f"{prefix}forward_p50_ms": f"{batch.forward_p50_ms:.1f}",
+                           f"{prefix}forward_p95_ms": f"{batch.forward_p95_ms:.1f}"})
+        message = f"{len(engines)} model(s) loaded" if engines else "no robot configured"
+        self._diagnostics_pub.publish(messages.diagnostics(
+            self.get_clock().now().to_msg(), f"{self.get_fully_qualified_name()}: batched step",
+            "", "OK", message, values))
 
     @property
     def nodes(self) -> list[Node]:

@@ -209,6 +209,9 @@ FLEET_PARAMS: tuple[Param, ...] = (
     Param("robots", ["robot1", "robot2"], "Namespaces of the robots this process serves; each "
           "gets an interaction node /<robot>/audio_interaction, and all share one model.",
           read_only=True),
+    Param("diagnostics_period_s", 1.0, "Period of the fleet's /diagnostics status (the shared "
+          "batched step: rows per forward, its cost); each robot's node has its own.",
+          low=0.1, high=60.0, read_only=True),
 )
 
 INTERACTION = ParamTable(NODE_PARAMS, SESSION_PARAMS)

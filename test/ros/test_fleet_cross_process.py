@@ -10,7 +10,10 @@ import time
 import numpy as np
 import pytest
 import soundfile
+from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.executors import SingleThreadedExecutor
+
+from audio_interaction_ros.ros import qos
 
 from .conftest import spin_for, spin_until
 from .test_cross_process import start, stop
@@ -58,6 +61,10 @@ def test_fleet_node_serves_two_robots_apart(ros_context, fleet_process, speech_w
     executor = SingleThreadedExecutor(context=ros_context)
     for tester in (robot1, robot2):
         executor.add_node(tester.node)
+    fleet: list[dict[str, str]] = []  # the fleet's own status: the shared batched step
+    robot1.node.create_subscription(DiagnosticArray, "/diagnostics", lambda m: fleet.extend(
+        {kv.key: kv.value for kv in s.values} for s in m.status
+        if s.name == "/audio_interaction_fleet: batched step"), qos.PERIODIC)
     try:
         assert spin_until(executor, lambda: all(
             t.audio_pub.get_subscription_count() for t in (robot1, robot2)), 60), log.read_text()
@@ -118,6 +125,8 @@ def test_fleet_node_serves_two_robots_apart(ros_context, fleet_process, speech_w
     assert [first[k] for k in losses] == [before.get(k) for k in losses], (before, first)
     assert float(flooded["dropped_s.backlog_overflow"]) >= FLOOD_MESSAGE_S - ROBOT2_BACKLOG_S
     assert int(flooded["input_messages.partial_frame"]) == 1
+    # both robots' chunks went through shared forwards (one row each: one session per robot)
+    assert fleet and fleet[-1]["streams"] == "2" and int(fleet[-1]["rows_per_forward_max"]) >= 2
 
 
 def test_a_bad_robots_list_is_one_error_line_and_exit_2(tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 
+import numpy as np
 import pytest
 import rclpy
 from rclpy.executors import MultiThreadedExecutor
@@ -99,19 +100,40 @@ def test_the_model_is_loaded_once_and_freed_by_the_last_robot():
         models = fleet_node.models
         activate(robot1, robot2)
         assert models.loads == 1
-        model = robot1.engine.model
-        assert robot2.engine.model is model and models.users(model) == 2
+        (engine,) = models.engines  # each robot is a stream of the one engine
+        assert engine.stream_names == ["/robot1/audio_interaction", "/robot2/audio_interaction"]
+        assert robot1.engine.model is robot2.engine.model is engine.model
         assert robot1.trigger_deactivate() == SUCCESS
         assert robot1.trigger_cleanup() == SUCCESS
-        assert models.users(model) == 1 and robot2.engine.model is model
+        assert models.users(engine) == 1 and engine.stream_names == ["/robot2/audio_interaction"]
         activate(robot1)  # attaches again, no second load
-        assert models.loads == 1 and robot1.engine.model is model
+        assert models.loads == 1 and robot1.engine.model is engine.model
         for robot in (robot1, robot2):
             assert robot.trigger_deactivate() == SUCCESS
             assert robot.trigger_cleanup() == SUCCESS
-        assert models.users(model) == 0
+        assert models.engines == [] and engine.stream_names == []
         activate(robot2)  # nothing held it: loaded afresh
-        assert models.loads == 2 and robot2.engine.model is not model
+        assert models.loads == 2 and robot2.engine.model is not engine.model
+
+
+def test_all_robots_due_chunks_share_one_forward():
+    """Both robots have 4 s of audio due at once: 10 ticks, each ONE forward with a row of each
+    robot, instead of 20 forwards one after another."""
+    with fleet() as (fleet_node, executor):
+        robot1, robot2 = fleet_node.robots
+        activate(robot1, robot2)
+        (engine,) = fleet_node.models.engines
+        streams = [robot1.engine, robot2.engine]
+        for stream in streams:
+            stream.pause()
+            stream.push(np.zeros(10 * 6400, np.float32))
+        before = engine.batch_stats().forwards
+        with engine._lock:  # both due from the same tick on (the engine thread waits)
+            for stream in streams:
+                stream.resume()
+        assert spin_until(executor, lambda: all(s.stats().chunks == 10 for s in streams))
+        batch = engine.batch_stats()
+        assert batch.forwards - before == 10 and batch.rows_max == 2
 
 
 def answers(tester: AudioTester, executor) -> bool:

@@ -342,9 +342,9 @@ def test_lifecycle_cycles(ros_context, toy_model_dir):
         for _ in range(3):
             assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
             assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
-            assert node.engine is not None and node.engine._thread is not None
+            assert node.engine is not None and not node.engine.paused  # served
             assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
-            assert node.engine._thread is None
+            assert node.engine.paused  # backlog and commands wait for the next activate
             assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
             assert node.engine is None
     finally:
