@@ -6,9 +6,12 @@ Each robot gets an interaction node named ``audio_interaction`` in ``/<robot>``:
 topics, services, parameters, lifecycle and diagnostics of an ``interaction_node`` started in that
 namespace (``/robot1/audio`` in, ``/robot1/audio_interaction/speech`` out, ...), with its own
 sessions, backlog and counters. The nodes share one ``ModelHost``, so the weights are loaded once
-(by the first robot to configure) and freed when the last robot cleans up. One process, one
-executor: a thread per robot takes that robot's callbacks, so a robot whose callbacks are busy
-(a flood of audio) does not hold up another's.
+(by the first robot to configure) and freed when the last robot cleans up, and each robot is a
+stream of the host's one engine: every robot's due chunk goes through ONE batched forward per
+tick (a flood gets no more turns than anyone and overflows only its own backlog). The fleet's
+node reports that step on /diagnostics (rows per forward, its cost). One process, one executor:
+a thread per robot takes that robot's callbacks, so a robot whose callbacks are busy (a flood of
+audio) does not hold up another's.
 
     ros2 run audio_interaction_ros fleet_node --ros-args -p robots:="[robot1, robot2]" \\
         --params-file config/interaction.yaml -p model:=zhifeixie/AudioInteraction
