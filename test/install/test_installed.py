@@ -15,7 +15,6 @@ import json
 import os
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,7 @@ from rclpy.executors import SingleThreadedExecutor
 from std_msgs.msg import String
 
 from ..conftest import REPO, missing
-from ..ros.conftest import spin_for, spin_until
+from ..ros.conftest import spin_until
 from ..ros.test_audio_sources import Recorder
 from ..ros.test_cross_process import stop
 from ..ros.test_interaction_node import AudioTester, beep_clip
@@ -167,14 +166,6 @@ def started(install: Install, observer, name: str, *args: str, cwd: Path, log: P
     assert code == 0 and "Traceback" not in log.read_text(), log.read_text()
 
 
-def paced_send(tester: AudioTester, executor: SingleThreadedExecutor, frames: np.ndarray) -> None:
-    """48 kHz frames in 0.1 s messages at twice real time: a burst can overflow the socket of a
-    best-effort reader in another process, and what overflows is lost."""
-    for start in range(0, len(frames), 4800):
-        tester.send(frames[start:start + 4800])
-        spin_for(executor, 0.05)
-
-
 def test_every_executable_is_tested(install):
     assert sorted(p.name for p in install.lib.iterdir()) == sorted(NODES + COMMANDS)
 
@@ -246,13 +237,8 @@ def test_interaction_node_answers_a_beep_on_its_topic(install, cwd, toy_model_di
         assert spin_until(executor, lambda: tester.audio_pub.get_subscription_count() > 0, 120), \
             log.read_text()
         tester.info(48000, 2)
-        # Its best-effort subscription drops what arrives before it has matched this publisher
-        # in turn: silence until it reports audio it processed, then the beep.
-        deadline = time.monotonic() + 60
-        while int(tester.values().get("chunks", "0")) == 0:
-            assert time.monotonic() < deadline, (log.read_text(), tester.values())
-            paced_send(tester, executor, np.zeros((19200, 2), np.int16))
-        paced_send(tester, executor, beep_clip())
+        assert tester.until_heard(executor), (log.read_text(), tester.values())
+        tester.send_paced(executor, beep_clip())
         assert spin_until(executor, lambda: tester.speech, 60), (log.read_text(), tester.values())
     assert tester.speech and set(tester.speech) == {"I hear a beep."}
 
@@ -269,11 +255,8 @@ def test_fleet_node_answers_each_robot_on_its_topic(install, cwd, toy_model_dir,
                               120), log.read_text()
         robot2 = testers[1]  # robot2 alone hears a beep
         robot2.info(48000, 2)
-        deadline = time.monotonic() + 60
-        while int(robot2.values().get("chunks", "0")) == 0:
-            assert time.monotonic() < deadline, (log.read_text(), robot2.values())
-            paced_send(robot2, executor, np.zeros((19200, 2), np.int16))
-        paced_send(robot2, executor, beep_clip())
+        assert robot2.until_heard(executor), (log.read_text(), robot2.values())
+        robot2.send_paced(executor, beep_clip())
         assert spin_until(executor, lambda: robot2.speech, 60), log.read_text()
     robot2.node.destroy_node()  # robot1's tester went with the executor
     assert set(robot2.speech) == {"I hear a beep."} and testers[0].speech == []

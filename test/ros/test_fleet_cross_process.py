@@ -5,7 +5,6 @@ bad input has its drops and rejections counted in its own diagnostics, while the
 loses no audio and keeps getting its replies; SIGINT ends the process with exit code 0."""
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import pytest
@@ -24,15 +23,6 @@ BEEP_S = 0.8  # covers one whole chunk wherever the chunk boundaries fall: at le
 ROBOT2_BACKLOG_S = 2.0
 FLOOD_MESSAGE_S = 10.0  # one message: 5 x robot2's whole backlog, so each one overflows it
 FLOOD_MESSAGES = 20
-
-
-def paced(tester: AudioTester, executor, frames: np.ndarray, rate: int) -> None:
-    """``frames`` in 0.1 s messages, each followed by 0.05 s of spinning (twice real time): a
-    burst can overflow the socket of a best-effort reader in another process."""
-    step = rate // 10
-    for first in range(0, len(frames), step):
-        tester.send(frames[first:first + step], rate=rate)
-        spin_for(executor, 0.05)
 
 
 @pytest.fixture()
@@ -71,20 +61,14 @@ def test_fleet_node_serves_two_robots_apart(ros_context, fleet_process, speech_w
         assert "loaded on cpu" in log.read_text() and "shared with 1 other" in log.read_text()
         robot1.info(48000, 2)
         robot2.info(16000, 1)
-        # A best-effort subscription drops what arrives before it has matched the publisher in
-        # turn: silence until each robot reports audio it processed.
-        for tester, silence in ((robot1, np.zeros((4800, 2), np.int16)),
-                                (robot2, np.zeros((1600, 1), np.int16))):
-            deadline = time.monotonic() + 60
-            while int(tester.values().get("chunks", 0)) == 0:
-                assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
-                paced(tester, executor, silence, rate=len(silence) * 10)
+        for tester, (rate, channels) in ((robot1, (48000, 2)), (robot2, (16000, 1))):
+            assert tester.until_heard(executor, rate, channels), log.read_text()
 
         # each robot's reply on its own topic: robot1 hears a beep, robot2 a speaker (a beep
         # across a chunk boundary may be answered twice: where the chunks fall depends on how
         # much of the warm-up was heard)
-        paced(robot1, executor, beep_clip(beep_s=BEEP_S), rate=48000)
-        paced(robot2, executor, speech, rate=16000)
+        robot1.send_paced(executor, beep_clip(beep_s=BEEP_S))
+        robot2.send_paced(executor, speech, rate=16000)
         assert spin_until(executor, lambda: robot1.speech and robot2.speech, 30), \
             log.read_text()
         spin_for(executor, 1.0)  # a reply that went astray would arrive as fast

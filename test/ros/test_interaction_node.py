@@ -3,6 +3,7 @@ ARCHITECTURE.md §6 counted in /diagnostics while the node keeps answering."""
 from __future__ import annotations
 
 import contextlib
+import time
 
 import numpy as np
 import pytest
@@ -79,6 +80,26 @@ class AudioTester:
     def values(self) -> dict[str, str]:
         return {kv.key: kv.value for kv in self.diagnostics[-1].values} if self.diagnostics \
             else {}
+
+    def send_paced(self, executor, frames: np.ndarray, rate: int = 48000) -> None:
+        """``frames`` in 0.1 s messages, each followed by 0.05 s of spinning (twice real time):
+        a burst can overflow the socket of a best-effort reader in another process, and what
+        overflows is lost."""
+        step = rate // 10
+        for first in range(0, len(frames), step):
+            self.send(frames[first:first + step], rate=rate)
+            spin_for(executor, 0.05)
+
+    def until_heard(self, executor, rate: int = 48000, channels: int = 2,
+                    timeout_s: float = 60.0) -> bool:
+        """Silence until the node reports audio it processed: its best-effort subscription
+        drops what arrives before it has matched this publisher in turn (another process)."""
+        deadline = time.monotonic() + timeout_s
+        while int(self.values().get("chunks", "0")) == 0:
+            if time.monotonic() > deadline:
+                return False
+            self.send_paced(executor, np.zeros((rate * 2 // 5, channels), np.int16), rate)
+        return True
 
 
 def make_node(context, model_dir, **overrides) -> InteractionNode:
