@@ -71,7 +71,7 @@ demo: toy
 	echo "== demo: TOY model ($(TOY_DIR)); the real one: model:=zhifeixie/AudioInteraction on a GPU =="; \
 	: "3 s between clips: the robot ignores its microphone while it speaks (self-hearing)"; \
 	$(VENV)/bin/audio-interaction-bringup --model $(TOY_DIR) --use-mic false --rate 1.0 \
-	  --silence-between 3.0 --print --exit-when-done --speech-wav build/demo_speech.wav \
+	  --silence-between 3.0 --tasks three --print --exit-when-done --speech-wav build/demo_speech.wav \
 	  $$(for clip in $$clips; do echo --audio-file $$clip; done) || exit 1; \
 	set -- $$ours; echo "try it yourself:  source $(VENV)/setup.bash"; \
 	echo "  audio-interaction-run --model $(TOY_DIR) --frontend streaming $${@: -1}"

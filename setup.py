@@ -27,6 +27,7 @@ setup(
             "capture_node = audio_interaction_ros.ros.capture_node:main",
             "player_node = audio_interaction_ros.ros.player_node:main",
             "speech_node = audio_interaction_ros.ros.speech_node:main",
+            "fleet_node = audio_interaction_ros.ros.fleet_node:main",
             "audio-interaction-bringup = audio_interaction_ros.ros.bringup:main",
             "audio-interaction-run = audio_interaction_ros.runner:main",
             "audio-interaction-build-toy = audio_interaction_ros.toy.build:main",

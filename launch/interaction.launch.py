@@ -4,6 +4,7 @@
     ros2 launch audio_interaction_ros interaction.launch.py model:=/path/ckpt device:=cuda
     ros2 launch audio_interaction_ros interaction.launch.py use_mic:=false audio_file:=clip.wav
     ros2 launch audio_interaction_ros interaction.launch.py speak:=false   # text topics only
+    ros2 launch audio_interaction_ros interaction.launch.py tasks:=three   # + transcript, sounds
     # ros-drivers audio_capture (ros2 launch audio_capture capture.launch.py format:=wave):
     ros2 launch audio_interaction_ros interaction.launch.py use_mic:=false \
         audio_topic:=/audio/audio_stamped audio_info_topic:=/audio/audio_info
@@ -38,6 +39,9 @@ ARGUMENTS = [
     ("dtype", "", "auto, bfloat16, float16, float32 ('' = params_file's, by default auto)"),
     ("params_file", None, "parameter file for the interaction node (default: the package's "
      "config/interaction.yaml)"),
+    ("tasks", "one", "one: an assistant (~/speech, ~/reply); three: also a transcriber "
+     "(~/transcript) and a sound reporter (~/sound_events) on the same model (the package's "
+     "config/three_tasks.yaml, layered over params_file)"),
     ("namespace", "", "namespace for all nodes"),
     ("audio_topic", "audio", "audio topic: ros-drivers AudioDataStamped/AudioData or mgonzs13 "
      "AudioStamped (whichever audio_common_msgs is installed)"),
@@ -59,6 +63,9 @@ ARGUMENTS = [
 
 # launch arguments that override params_file if given
 OVERRIDES = ("model", "device", "dtype", "audio_type", "hri_voice_id")
+# tasks:= -> the parameter file layered over params_file (it sets the sessions only)
+TASKS_FILES = {"one": None, "three": "three_tasks.yaml"}
+CHOICES = {"tasks": list(TASKS_FILES)}  # checked by launch before anything starts
 
 
 def _text(value) -> ParameterValue:
@@ -71,14 +78,30 @@ def _text(value) -> ParameterValue:
     return ParameterValue(value, value_type=str)
 
 
+def model_parameters(context) -> list:
+    """The interaction node's parameters from the arguments (fleet.launch.py uses them too):
+    params_file, the tasks file layered over it, then the OVERRIDES given."""
+    config = LaunchConfiguration
+    given = {name: config(name).perform(context) for name in OVERRIDES}
+    overrides = {name: _text(value) for name, value in given.items() if value}
+    tasks_file = TASKS_FILES[config("tasks").perform(context)]
+    layers = [PathJoinSubstitution([FindPackageShare(PACKAGE), "config", tasks_file])] \
+        if tasks_file else []
+    return [config("params_file"), *layers, *([overrides] if overrides else [])]
+
+
+def audio_remaps(context) -> list:
+    """audio and audio_info as the arguments name them (fleet.launch.py uses them too)."""
+    audio_topic = LaunchConfiguration("audio_topic")
+    info_topic = LaunchConfiguration("audio_info_topic").perform(context) or \
+        [audio_topic, "_info"]
+    return [("audio", audio_topic), ("audio_info", info_topic)]
+
+
 def _nodes(context):
     """The nodes and the lifecycle events (here because the overrides depend on the arguments)."""
     config = LaunchConfiguration
-    audio_topic = config("audio_topic")
-    info_topic = config("audio_info_topic").perform(context) or [audio_topic, "_info"]
-    remaps = [("audio", audio_topic), ("audio_info", info_topic)]
-    given = {name: config(name).perform(context) for name in OVERRIDES}
-    overrides = {name: _text(value) for name, value in given.items() if value}
+    remaps = audio_remaps(context)
 
     # the robot must not answer its own voice: the speech node's is_speaking (audio playing; not
     # the interaction node's is_replying) mutes the microphone input
@@ -86,7 +109,7 @@ def _nodes(context):
     interaction = LifecycleNode(
         package=PACKAGE, executable="interaction_node", name="audio_interaction", namespace="",
         output="screen", remappings=remaps + self_hearing,
-        parameters=[config("params_file"), {**overrides, "autostart": False}],
+        parameters=[*model_parameters(context), {"autostart": False}],
     )
     capture = Node(package=PACKAGE, executable="capture_node", name="audio_capture",
                    output="screen", remappings=remaps,
@@ -122,13 +145,19 @@ def _nodes(context):
             capture, speech, configure]
 
 
-def generate_launch_description() -> LaunchDescription:
+def declare_arguments(arguments) -> list:
+    """DeclareLaunchArgument of each (name, default, description); default None = the package's
+    config/interaction.yaml (params_file). fleet.launch.py declares its arguments with it too."""
     default_params = PathJoinSubstitution([FindPackageShare(PACKAGE), "config",
                                            "interaction.yaml"])
+    return [DeclareLaunchArgument(name, default_value=default_params if default is None
+                                  else default, description=text, choices=CHOICES.get(name))
+            for name, default, text in arguments]
+
+
+def generate_launch_description() -> LaunchDescription:
     return LaunchDescription([
-        *(DeclareLaunchArgument(name, default_value=default_params if default is None else default,
-                                description=text)
-          for name, default, text in ARGUMENTS),
+        *declare_arguments(ARGUMENTS),
         GroupAction([PushRosNamespace(LaunchConfiguration("namespace")),
                      OpaqueFunction(function=_nodes)]),
     ])

@@ -1,4 +1,4 @@
-"""Regenerate config/interaction.yaml and config/speech.yaml from the parameter tables.
+"""Regenerate config/interaction.yaml, speech.yaml and fleet.yaml from the parameter tables.
 
 The tables are in audio_interaction_ros/ros/params.py, so that a parameter is described in one
 place.
@@ -13,7 +13,7 @@ import textwrap
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from audio_interaction_ros.ros.params import INTERACTION, SPEECH, ParamTable  # noqa: E402
+from audio_interaction_ros.ros.params import FLEET, INTERACTION, SPEECH, ParamTable  # noqa: E402
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"
 GENERATED = ("Generated from audio_interaction_ros/ros/params.py by tools/write_config.py "
@@ -40,6 +40,15 @@ HEADERS = {
         "#   and the interaction node with -r robot_speaking:=/speech/is_speaking (it then "
         "ignores the\n"
         "#   microphone while the robot speaks, plus its speaking_tail_s).\n"),
+    "fleet.yaml": (
+        "audio_interaction_fleet",
+        "Parameters of fleet_node's own node (one process, one model, an interaction node per "
+        "robot). " + GENERATED + " Each robot's node /<robot>/audio_interaction takes the "
+        "parameters of config/interaction.yaml (its /**/audio_interaction block reaches every "
+        "robot; a /robot2/audio_interaction block, robot2 alone):",
+        "#   ros2 run audio_interaction_ros fleet_node --ros-args --params-file "
+        "config/interaction.yaml \\\n"
+        "#     --params-file config/fleet.yaml\n"),
 }
 
 
@@ -63,7 +72,8 @@ def _entries(params, indent: str) -> list[str]:
 def render(file_name: str) -> str:
     """Return the text of ``config/<file_name>``."""
     node, intro, example = HEADERS[file_name]
-    table: ParamTable = {"interaction.yaml": INTERACTION, "speech.yaml": SPEECH}[file_name]
+    table: ParamTable = {"interaction.yaml": INTERACTION, "speech.yaml": SPEECH,
+                         "fleet.yaml": FLEET}[file_name]
     lines = ["# " + line for line in textwrap.wrap(intro, 96)]
     if example:
         lines += example.rstrip("\n").split("\n")

@@ -182,6 +182,7 @@ class Stream:
         self._instructions: dict[str, _Instruction] = {}  # newest per session, not yet applied
         self._timings: deque[StepTiming] = deque(maxlen=TIMING_WINDOW)
         self._open: _OpenChunk | None = None
+        self._paused = False
         self._chunks = 0
         self._clock_samples = 0  # consumed + dropped: the audio clock of the stream
         self._replies = 0
@@ -269,6 +270,27 @@ class Stream:
     def backlog_s(self) -> float:
         return self._fifo.size / SAMPLE_RATE_HZ
 
+    def pause(self) -> None:
+        """Take no more chunks or commands of this stream (its backlog and queued commands wait);
+        a chunk in progress, replies included, still ends (``busy`` says when). What a stopped
+        single-stream engine did, for one robot of a fleet whose node is deactivated."""
+        with self._lock:
+            self._paused = True
+
+    def resume(self) -> None:
+        """Serve this stream again from the next tick."""
+        with self._lock:
+            self._paused = False
+            self._lock.notify_all()
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    @property
+    def model(self) -> AudioInteractionModel:
+        return self.pipeline.model
+
     @property
     def busy(self) -> bool:
         """A chunk of this stream is being processed (its replies included)."""
@@ -306,14 +328,14 @@ class Stream:
         return [s for s in self._sessions.values() if s.speaking]
 
     def _has_commands(self) -> bool:
-        return bool(self._commands) or bool(self._pending_drops)
+        return not self._paused and (bool(self._commands) or bool(self._pending_drops))
 
     def _between_chunks(self) -> None:
         """Run commands and drop reports, only while no chunk of this stream is open.
 
         The caller does not hold the lock.
         """
-        if self._open is not None:
+        if self._open is not None or self._paused:
             return
         while True:
             with self._lock:
@@ -328,7 +350,7 @@ class Stream:
 
     def _take_chunk(self) -> NDArray[np.float32] | None:
         """Return the next whole chunk, if one is buffered and no chunk is open (lock held)."""
-        if self._open is not None:
+        if self._open is not None or self._paused:
             return None
         return self._fifo.take(CHUNK_SAMPLES)
 

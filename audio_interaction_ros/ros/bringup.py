@@ -22,15 +22,22 @@ from .interaction_node import InteractionNode
 from .monitor import Monitor
 
 
-def default_params_file() -> str:
-    """The installed config/interaction.yaml, or the source tree's when run from a checkout."""
+# --tasks: the parameter file layered on top of --params-file (as the launch file's tasks:=)
+TASKS_FILES = {"one": None, "three": "three_tasks.yaml"}
+
+
+def config_file(name: str = "interaction.yaml") -> str:
+    """The installed config/<name>, or the source tree's when run from a checkout (or when the
+    installed package predates the file)."""
     try:
         from ament_index_python.packages import get_package_share_directory
 
-        return str(Path(get_package_share_directory("audio_interaction_ros")) / "config" /
-                   "interaction.yaml")
+        installed = Path(get_package_share_directory("audio_interaction_ros")) / "config" / name
+        if installed.is_file():
+            return str(installed)
     except (ImportError, LookupError, ValueError, OSError):  # not installed, or no ament index
-        return str(Path(__file__).resolve().parents[2] / "config" / "interaction.yaml")
+        pass
+    return str(Path(__file__).resolve().parents[2] / "config" / name)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:N")
     parser.add_argument("--dtype", default=None, help="auto, bfloat16, float16, float32")
     parser.add_argument("--params-file", default=None, help="interaction node parameters")
+    parser.add_argument("--tasks", default="one", choices=sorted(TASKS_FILES),
+                        help="one: an assistant; three: also a transcriber and a sound reporter "
+                             "on the same model (config/three_tasks.yaml over --params-file)")
     parser.add_argument("--namespace", default="", help="namespace for all nodes")
     parser.add_argument("--audio-topic", default="audio",
                         help="audio topic (either audio_common_msgs, stamped or not)")
@@ -67,10 +77,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def ros_arguments(args: argparse.Namespace) -> list[str]:
-    """The --ros-args that launch would pass: params file, namespace, remappings."""
-    ros = ["--ros-args", "--params-file", args.params_file or default_params_file(),
-           "-r", f"audio:={args.audio_topic}",
-           "-r", f"audio_info:={args.audio_info_topic or args.audio_topic + '_info'}"]
+    """The --ros-args that launch would pass: params file(s; a later one overrides an earlier
+    one's keys), namespace, remappings."""
+    ros = ["--ros-args", "--params-file", args.params_file or config_file()]
+    if TASKS_FILES[args.tasks]:
+        ros += ["--params-file", config_file(TASKS_FILES[args.tasks])]
+    ros += ["-r", f"audio:={args.audio_topic}",
+            "-r", f"audio_info:={args.audio_info_topic or args.audio_topic + '_info'}"]
     if args.namespace:
         ros += ["-r", f"__ns:=/{args.namespace.strip('/')}"]
     return ros

@@ -23,7 +23,7 @@ from std_srvs.srv import SetBool, Trigger
 
 from ..core.audio import read_audio_file
 from ..core.checkpoint import CheckpointError
-from ..core.engine import Engine, EngineConfig
+from ..core.engine import Engine, EngineConfig, Stream
 from ..core.events import (AudioDropped, ContextRebuilt, Decision, EngineError, Event,
                            ReplyDelta, ReplyDone)
 from ..core.ingest import AudioIngest
@@ -35,7 +35,11 @@ from ..voice.tts import ESPEAK_BASE_WPM, Voice, VoiceConfig, VoiceOptions, open_
 from .audio_input import AudioInput, Variant, detect_variant, to_piece
 from .hri_output import HriVoice
 from .lifecycle import ManagedNodeMixin
+from .model_host import ModelHost, ModelRequest
 from . import messages, params, qos, runtime
+
+
+STOP_WAIT_S = 30.0  # deactivate waits this long for a reply in progress to end
 
 
 class InteractionNode(ManagedNodeMixin, LifecycleNode):
@@ -43,8 +47,13 @@ class InteractionNode(ManagedNodeMixin, LifecycleNode):
 
     PARAMS = params.INTERACTION
 
-    def __init__(self, node_name: str = "audio_interaction", **kwargs) -> None:
-        self._engine: Engine | None = None
+    def __init__(self, node_name: str = "audio_interaction", *,
+                 models: ModelHost | None = None, **kwargs) -> None:
+        """``models``: where configure gets the model; fleet_node passes one host to every
+        robot's node so that they share it (default: a host of this node's own)."""
+        self._models = models or ModelHost()
+        self._shared: Engine | None = None  # the host's engine; this node is one stream of it
+        self._engine: Stream | None = None
         self._model: AudioInteractionModel | None = None
         self._ingest: AudioIngest | None = None
         self._out_pubs: dict[str, object] = {}
@@ -78,7 +87,7 @@ class InteractionNode(ManagedNodeMixin, LifecycleNode):
                                 lambda req, res, n=name: self._on_reset(n, res))
 
     @property
-    def engine(self) -> Engine | None:
+    def engine(self) -> Stream | None:
         """The running engine (None unless configured); for bringup and tests."""
         return self._engine
 
@@ -141,17 +150,20 @@ class InteractionNode(ManagedNodeMixin, LifecycleNode):
             configs = [self._session_config(n) for n in self._session_names]
             engine_config = EngineConfig(max_backlog_s=self._param("max_backlog_s"),
                                          floor_window_s=self._param("floor_window_s"))
-            self._model = self._load_model()
+            self._shared, loaded = self._models.acquire(self._model_request(), self._load_model)
+            self._model = self._shared.model
             sessions = [ListenSession(self._model, c) for c in configs]
             self._instruction_voice = self._open_instruction_voice()
             self._variant = detect_variant()
+            self._engine = self._shared.add_stream(self.get_fully_qualified_name(), sessions,
+                                                   engine_config, emit=self._on_event)
+            self._engine.pause()  # no audio, commands or replies of this node until activate
         except (CheckpointError, ValueError, RuntimeError, OSError, ImportError) as exc:
             self._load_error = str(exc)
-            self._model = None
+            self._release_model()
             self.get_logger().error(f"configure failed: {exc}")
             return TransitionCallbackReturn.FAILURE
         self._load_error = ""
-        self._engine = Engine(self._model, sessions, engine_config, emit=self._on_event)
         self._ingest = AudioIngest(self._param("channel_index"), self._param("gap_tolerance_s"))
         self._outputs = {n: self._param(f"{n}.output") for n in self._session_names}
         make = self.create_lifecycle_publisher
@@ -172,10 +184,28 @@ class InteractionNode(ManagedNodeMixin, LifecycleNode):
                               for n in self._session_names}
         self._hri = self._open_hri_voice()
         info = self._model.info
+        how = "loaded on" if loaded else \
+            f"shared with {self._models.users(self._shared) - 1} other node(s), on"
         self.get_logger().info(
-            f"model {info.source} loaded on {info.device} ({info.dtype}, {info.n_layers} layers, "
+            f"model {info.source} {how} {info.device} ({info.dtype}, {info.n_layers} layers, "
             f"width {info.width}); sessions: {', '.join(self._session_names)}")
         return TransitionCallbackReturn.SUCCESS
+
+    def _model_request(self) -> ModelRequest:
+        return ModelRequest(model=self._param("model"), device=self._param("device"),
+                            dtype=self._param("dtype"), cache_dir=self._param("hf_cache_dir"))
+
+    def _release_model(self) -> None:
+        """Leave the shared engine (this node's stream first) and let the host free the model
+        once no node uses it."""
+        shared, stream = self._shared, self._engine
+        self._shared, self._engine, self._model = None, None, None
+        if shared is None:
+            return
+        if stream is not None and stream.name in shared.stream_names:
+            shared.remove_stream(stream.name)
+        if not self._models.release(shared):
+            self.get_logger().warning("engine thread did not stop within 30 s (long reply?)")
 
     def _open_hri_voice(self) -> HriVoice | None:
         """The ros4hri voice (hri_voice_id), fed by the transcript sessions."""
@@ -239,7 +269,7 @@ class InteractionNode(ManagedNodeMixin, LifecycleNode):
             self._hri.on_activate()
         for name in self._session_names:
             self._instruct(name)
-        self._engine.start()
+        self._engine.resume()
         self._out_pubs["is_replying"].publish(Bool(data=False))
         return result
 
@@ -250,8 +280,15 @@ class InteractionNode(ManagedNodeMixin, LifecycleNode):
         for sub in self._audio_subs:
             self.destroy_subscription(sub)
         self._audio_subs = []
-        if self._engine is not None and not self._engine.stop(timeout_s=30.0):
-            self.get_logger().warning("engine thread did not stop within 30 s (long reply?)")
+        stream = self._engine
+        if stream is None:
+            return
+        stream.pause()  # the chunk in progress ends, replies included; the backlog waits
+        deadline = time.monotonic() + STOP_WAIT_S
+        while stream.busy and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if stream.busy:
+            self.get_logger().warning(f"a reply was still going on after {STOP_WAIT_S:.0f} s")
 
     def _teardown_configured(self) -> None:
         for pub in [*self._out_pubs.values(), *self._probability_pubs.values(),
@@ -261,7 +298,8 @@ class InteractionNode(ManagedNodeMixin, LifecycleNode):
         if self._hri is not None:
             self._hri.close()
             self._hri = None
-        self._engine, self._model, self._ingest = None, None, None
+        self._ingest = None
+        self._release_model()
         if self._instruction_voice is not None:
             self._instruction_voice.close()
             self._instruction_voice = None

@@ -1,6 +1,7 @@
-"""The parameters of both lifecycle nodes, declared once: name, default, description, constraints.
+"""The parameters of the package's nodes (both lifecycle nodes, and fleet_node's own), declared
+once: name, default, description, constraints.
 
-Each node's table is declared and validated by ``lifecycle.ManagedNodeMixin``, and
+Each lifecycle node's table is declared and validated by ``lifecycle.ManagedNodeMixin``, and
 ``tools/write_config.py`` writes it into ``config/<node>.yaml`` (a test checks they agree), so a
 new parameter is added here and nowhere else. Static parameters are read on configure; ``dynamic``
 ones also apply while the node is active.
@@ -204,5 +205,15 @@ class ParamTable:
         return None
 
 
+FLEET_PARAMS: tuple[Param, ...] = (
+    Param("robots", ["robot1", "robot2"], "Namespaces of the robots this process serves; each "
+          "gets an interaction node /<robot>/audio_interaction, and all share one model.",
+          read_only=True),
+    Param("diagnostics_period_s", 1.0, "Period of the fleet's /diagnostics status (the shared "
+          "batched step: rows per forward, its cost); each robot's node has its own.",
+          low=0.1, high=60.0, read_only=True),
+)
+
 INTERACTION = ParamTable(NODE_PARAMS, SESSION_PARAMS)
 SPEECH = ParamTable(SPEECH_PARAMS)
+FLEET = ParamTable(FLEET_PARAMS)

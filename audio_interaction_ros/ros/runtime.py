@@ -19,7 +19,8 @@ from collections.abc import Callable
 
 import rclpy
 from rclpy.exceptions import ParameterException
-from rclpy.executors import Executor, ExternalShutdownException, SingleThreadedExecutor
+from rclpy.executors import (Executor, ExternalShutdownException, MultiThreadedExecutor,
+                             SingleThreadedExecutor)
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
@@ -66,28 +67,42 @@ def spin(executor: Executor, stop: StopRequest,
 def run(make_node: Callable[[], Node], program: str, args: list[str] | None = None,
         build_errors: tuple[type[Exception], ...] = BUILD_ERRORS) -> int:
     """Spin the node made by ``make_node`` until Ctrl-C or shutdown; the process exit code."""
+    return run_nodes(lambda: [make_node()], program, args, build_errors)
+
+
+def run_nodes(make_nodes: Callable[[], list[Node]], program: str,
+              args: list[str] | None = None,
+              build_errors: tuple[type[Exception], ...] = BUILD_ERRORS) -> int:
+    """``run`` for the nodes of one process (fleet_node): one executor, with a thread per node
+    when there are several (each node's callbacks are mutually exclusive, so one node's slow
+    callback holds up no other node); each lifecycle node with ``autostart`` is configured and
+    activated; all are torn down at the end, the last built first."""
     stop = init(args)
     try:
-        node = make_node()
+        nodes = make_nodes()
     except build_errors as exc:
         print(f"{program}: error: {exc}", file=sys.stderr)
         rclpy.try_shutdown()
         return 2
-    except KeyboardInterrupt:  # asked twice while the node was being built
+    except KeyboardInterrupt:  # asked twice while the nodes were being built
         rclpy.try_shutdown()
         return 0
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
+    executor = SingleThreadedExecutor() if len(nodes) == 1 else \
+        MultiThreadedExecutor(num_threads=len(nodes))
+    for node in nodes:
+        executor.add_node(node)
     try:
-        if isinstance(node, LifecycleNode) and node.get_parameter("autostart").value:
-            if node.trigger_configure() == TransitionCallbackReturn.SUCCESS \
+        for node in nodes:
+            if isinstance(node, LifecycleNode) and node.get_parameter("autostart").value \
                     and not stop.requested:
-                node.trigger_activate()
+                if node.trigger_configure() == TransitionCallbackReturn.SUCCESS \
+                        and not stop.requested:
+                    node.trigger_activate()
         spin(executor, stop)
     except (KeyboardInterrupt, ExternalShutdownException, SystemExit):
         pass
     finally:
-        close([node], executor)
+        close(nodes, executor)
     return 0
 
 

@@ -15,7 +15,6 @@ import json
 import os
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,7 @@ from rclpy.executors import SingleThreadedExecutor
 from std_msgs.msg import String
 
 from ..conftest import REPO, missing
-from ..ros.conftest import spin_for, spin_until
+from ..ros.conftest import spin_until
 from ..ros.test_audio_sources import Recorder
 from ..ros.test_cross_process import stop
 from ..ros.test_interaction_node import AudioTester, beep_clip
@@ -36,7 +35,7 @@ from ..ros.test_speech_node import SpeechTester
 PACKAGE = "audio_interaction_ros"
 # Every executable the package installs; a new one fails test_every_executable_is_tested until it
 # has a test here.
-NODES = ("interaction_node", "player_node", "speech_node", "capture_node")
+NODES = ("interaction_node", "player_node", "speech_node", "capture_node", "fleet_node")
 COMMANDS = ("audio-interaction-run", "audio-interaction-bringup", "audio-interaction-build-toy")
 BASE_PATH = "/usr/local/bin:/usr/bin:/bin"
 
@@ -179,17 +178,6 @@ def started(install: Install, observer, name: str, *args: str, cwd: Path, log: P
     assert code == 0 and "Traceback" not in log.read_text(), log.read_text()
 
 
-def paced_send(tester: AudioTester, executor: SingleThreadedExecutor, frames: np.ndarray) -> None:
-    """48 kHz frames in 0.1 s messages at twice real time.
-
-    A burst can overflow the socket of a best-effort reader in another process, and what overflows
-    is lost.
-    """
-    for start in range(0, len(frames), 4800):
-        tester.send(frames[start:start + 4800])
-        spin_for(executor, 0.05)
-
-
 def test_every_executable_is_tested(install):
     assert sorted(p.name for p in install.lib.iterdir()) == sorted(NODES + COMMANDS)
 
@@ -263,15 +251,29 @@ def test_interaction_node_answers_a_beep_on_its_topic(install, cwd, toy_model_di
         assert spin_until(executor, lambda: tester.audio_pub.get_subscription_count() > 0, 120), \
             log.read_text()
         tester.info(48000, 2)
-        # Its best-effort subscription drops what arrives before it has matched this publisher
-        # in turn: silence until it reports audio it processed, then the beep.
-        deadline = time.monotonic() + 60
-        while int(tester.values().get("chunks", "0")) == 0:
-            assert time.monotonic() < deadline, (log.read_text(), tester.values())
-            paced_send(tester, executor, np.zeros((19200, 2), np.int16))
-        paced_send(tester, executor, beep_clip())
+        assert tester.until_heard(executor), (log.read_text(), tester.values())
+        tester.send_paced(executor, beep_clip())
         assert spin_until(executor, lambda: tester.speech, 60), (log.read_text(), tester.values())
     assert tester.speech and set(tester.speech) == {"I hear a beep."}
+
+
+def test_fleet_node_answers_each_robot_on_its_topic(install, cwd, toy_model_dir, ros_context):
+    testers = [AudioTester(ros_context, ns) for ns in ("/robot1", "/robot2")]
+    log = cwd / "fleet_node.log"
+    with started(install, testers[0].node, "fleet_node", "--ros-args", "-p",
+                 "robots:=[robot1, robot2]", "-p", f"model:={toy_model_dir}", "-p",
+                 "device:=cpu", "-p", "temperature:=0.0", cwd=cwd, log=log) as executor:
+        executor.add_node(testers[1].node)
+        for tester in testers:
+            assert spin_until(executor, lambda t=tester: t.audio_pub.get_subscription_count(),
+                              120), log.read_text()
+        robot2 = testers[1]  # robot2 alone hears a beep
+        robot2.info(48000, 2)
+        assert robot2.until_heard(executor), (log.read_text(), robot2.values())
+        robot2.send_paced(executor, beep_clip())
+        assert spin_until(executor, lambda: robot2.speech, 60), log.read_text()
+    robot2.node.destroy_node()  # robot1's tester went with the executor
+    assert set(robot2.speech) == {"I hear a beep."} and testers[0].speech == []
 
 
 def test_player_node_publishes_a_file(install, cwd, stereo_48k_wav, ros_context):

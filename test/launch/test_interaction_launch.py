@@ -11,7 +11,6 @@ needs pytest < 9.
 """
 from __future__ import annotations
 
-import os
 import tempfile
 import unittest
 from pathlib import Path
@@ -26,29 +25,23 @@ pytest.importorskip("launch_testing_ros", reason=REASON.format("launch_testing_r
 
 import launch  # noqa: E402
 import launch_testing.actions  # noqa: E402
-import launch_testing.asserts  # noqa: E402
 import numpy as np  # noqa: E402
 import soundfile  # noqa: E402
-import yaml  # noqa: E402
 from launch.actions import IncludeLaunchDescription  # noqa: E402
 from launch.launch_description_sources import PythonLaunchDescriptionSource  # noqa: E402
 from launch_testing_ros import WaitForTopics  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 
 from ..conftest import toy_checkpoint  # noqa: E402
+from .launch_checks import (CleanShutdown, greedy_params_file,  # noqa: E402
+                            isolate_discovery)
 
 REPO = Path(__file__).resolve().parents[2]
 LAUNCH_FILE = REPO / "launch" / "interaction.launch.py"
-CONFIG = REPO / "config" / "interaction.yaml"
 SPEECH_TOPIC = "/audio_interaction/speech"
 REPLY_TIMEOUT_S = 120.0  # model load + discovery + 3 s of audio; a deadline, not a sleep
 
-# Discovery stays on this machine, in a domain of its own (as test/ros/conftest.py does); the
-# launched processes inherit this environment.
-os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")  # Jazzy and later
-if os.environ.get("ROS_DISTRO") == "humble":
-    os.environ.setdefault("ROS_LOCALHOST_ONLY", "1")
-os.environ["ROS_DOMAIN_ID"] = str(os.getpid() % 90 + 10)
+isolate_discovery()
 
 _WORKDIR: tempfile.TemporaryDirectory | None = None  # removed when the test process exits
 
@@ -59,16 +52,6 @@ def beep_clip(rate: int = 48000, channels: int = 2) -> np.ndarray:
     mono = np.concatenate([np.zeros(int(0.8 * rate)), 0.5 * np.sin(2 * np.pi * 1000 * t),
                            np.zeros(int(1.6 * rate))])
     return np.repeat((mono * 32767).astype(np.int16)[:, None], channels, axis=1)
-
-
-def greedy_params_file(directory: Path) -> Path:
-    """The package's parameter file with temperature 0 (greedy replies: a deterministic test)."""
-    config = yaml.safe_load(CONFIG.read_text())
-    for node in config.values():  # whatever the node key is (audio_interaction, /**/...)
-        node["ros__parameters"]["temperature"] = 0.0
-    path = directory / "interaction_greedy.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
 
 
 @pytest.mark.launch_test
@@ -110,13 +93,5 @@ class TestBeepReply(unittest.TestCase):
 
 
 @launch_testing.post_shutdown_test()
-class TestShutdown(unittest.TestCase):
+class TestShutdown(CleanShutdown, unittest.TestCase):
     """After launch stopped every process with SIGINT: all exited cleanly."""
-
-    def test_exit_codes(self, proc_info):
-        launch_testing.asserts.assertExitCodes(proc_info)
-
-    def test_no_traceback(self, proc_output):
-        for process_io in proc_output:
-            self.assertNotIn("Traceback", process_io.text.decode(errors="replace"),
-                             f"{process_io.process_name} printed a traceback")

@@ -14,12 +14,13 @@ from rclpy.exceptions import InvalidParameterValueException
 from rclpy.parameter import Parameter
 
 from audio_interaction_ros.ros.interaction_node import InteractionNode
-from audio_interaction_ros.ros.params import INTERACTION, SPEECH
+from audio_interaction_ros.ros.params import FLEET, INTERACTION, SPEECH
 from audio_interaction_ros.ros.speech_node import SpeechNode
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = {"interaction.yaml": ("/**/audio_interaction", INTERACTION),
-           "speech.yaml": ("/**/speech", SPEECH)}
+           "speech.yaml": ("/**/speech", SPEECH),
+           "fleet.yaml": ("/**/audio_interaction_fleet", FLEET)}
 
 
 def _write_config():
@@ -52,7 +53,7 @@ def test_config_values_equal_declared_defaults(file_name):
 
 
 def test_every_default_passes_its_own_check():
-    for table in (INTERACTION, SPEECH):
+    for table in (INTERACTION, SPEECH, FLEET):
         for p in (*table.node, *table.per_session):
             assert p.check(p.default) is None, p.name
 
