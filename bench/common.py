@@ -27,21 +27,24 @@ SHARED = Path(os.environ.get("AUDIO_INTERACTION_SHARED", REPO.parent / "shared")
 FIXTURE_CKPT = SHARED / "fixtures" / "tiny-beep" / "ckpt"
 FIXTURE_INPUTS = SHARED / "fixtures" / "tiny-beep" / "golden" / "inputs"
 AUDIO_DIR = SHARED / "audio"
+TOY_CKPT = REPO / "build" / "toy-model"
 RESULTS = REPO / "bench" / "results"
 
 
-def load_model(spec: str, device: str = "cpu", dtype: str = "float32",
-               seed: int = 0) -> AudioInteractionModel:
-    """``fixture`` (the tiny trained checkpoint), ``real`` (random weights at the published
-    3B dimensions, see realdim.py) or a checkpoint directory in the release layout."""
-    if spec == "fixture":
-        return AudioInteractionModel.load(FIXTURE_CKPT, device=device, dtype=dtype,
-                                          local_files_only=True)
+def load_model(spec: str, device: str = "cpu", dtype: str = "float32", seed: int = 0,
+               quantization: str = "none") -> AudioInteractionModel:
+    """``fixture`` (the tiny trained checkpoint), ``toy`` (build/toy-model), ``real`` (random
+    weights at the published 3B dimensions, see realdim.py) or a checkpoint directory in the
+    release layout; linear layers quantized as ``quantization`` says."""
     if spec == "real":
         from realdim import build_random_real_model
 
-        return build_random_real_model(device=device, dtype=dtype, seed=seed)
-    return AudioInteractionModel.load(spec, device=device, dtype=dtype)
+        return build_random_real_model(device=device, dtype=dtype, seed=seed,
+                                       quantization=quantization)
+    path = {"fixture": FIXTURE_CKPT, "toy": TOY_CKPT}.get(spec, spec)
+    return AudioInteractionModel.load(path, device=device, dtype=dtype,
+                                      local_files_only=spec in ("fixture", "toy"),
+                                      quantization=quantization)
 
 
 def sync(device: torch.device) -> None:
