@@ -21,10 +21,12 @@ import torch
 
 from .core.audio import pad_to_chunks, read_audio_file
 from .core.checkpoint import DEFAULT_REPO_ID, CheckpointError
+from .core.compilation import COMPILE_MODES
 from .core.events import Decision, ReplyDone
 from .core.features import LogMel, StreamingFrontEnd, reference_features
 from .core.model import DTYPES, AudioInteractionModel
 from .core.protocol import CHUNK_SAMPLES, KEEP_SILENCE, SAMPLE_RATE_HZ
+from .core.quantization import SCHEMES
 from .core.sampling import SamplingConfig
 from .core.session import ListenSession, SessionConfig
 
@@ -38,7 +40,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", default=DEFAULT_REPO_ID,
                         help="checkpoint directory or Hugging Face repo id (default: %(default)s)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
-    parser.add_argument("--dtype", default="auto", choices=["auto", *DTYPES])
+    parser.add_argument("--dtype", default="auto", choices=["auto", *DTYPES],
+                        help="auto: bfloat16 on a GPU and on a CPU with native bf16, else float32")
+    parser.add_argument("--quantization", default="none", choices=SCHEMES,
+                        help="weight-only quantization of the linear layers at load")
+    parser.add_argument("--compile", default="auto", choices=COMPILE_MODES,
+                        help="torch.compile the MLP blocks while loading (auto: where it pays)")
     parser.add_argument("--temperature", type=float, default=0.0,
                         help="0 = greedy (default here, as the reference CLI)")
     parser.add_argument("--top-k", type=int, default=0, help="0 = off")
@@ -78,7 +85,8 @@ def run(args: argparse.Namespace, out=sys.stdout) -> int:
                            rope_positions=args.rope_positions)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    model = AudioInteractionModel.load(args.model, device=args.device, dtype=args.dtype)
+    model = AudioInteractionModel.load(args.model, device=args.device, dtype=args.dtype,
+                                       quantization=args.quantization, compile=args.compile)
     session = ListenSession(model, config)
     log_mel = LogMel()
     streaming = StreamingFrontEnd(log_mel=log_mel) if args.frontend == "streaming" else None

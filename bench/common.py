@@ -32,19 +32,19 @@ RESULTS = REPO / "bench" / "results"
 
 
 def load_model(spec: str, device: str = "cpu", dtype: str = "float32", seed: int = 0,
-               quantization: str = "none") -> AudioInteractionModel:
+               quantization: str = "none", compile: str = "false") -> AudioInteractionModel:
     """``fixture`` (the tiny trained checkpoint), ``toy`` (build/toy-model), ``real`` (random
     weights at the published 3B dimensions, see realdim.py) or a checkpoint directory in the
-    release layout; linear layers quantized as ``quantization`` says."""
+    release layout; linear layers quantized as ``quantization`` says, compiled as ``compile``."""
     if spec == "real":
         from realdim import build_random_real_model
 
         return build_random_real_model(device=device, dtype=dtype, seed=seed,
-                                       quantization=quantization)
+                                       quantization=quantization, compile=compile)
     path = {"fixture": FIXTURE_CKPT, "toy": TOY_CKPT}.get(spec, spec)
     return AudioInteractionModel.load(path, device=device, dtype=dtype,
                                       local_files_only=spec in ("fixture", "toy"),
-                                      quantization=quantization)
+                                      quantization=quantization, compile=compile)
 
 
 def sync(device: torch.device) -> None:
@@ -53,11 +53,13 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def rss_mb() -> float:
-    """Resident set size of this process (VmRSS), in MB: what the soak watches for leaks."""
+def rss_mb(key: str = "VmRSS") -> float:
+    """A memory figure of this process from /proc/self/status, in MB: ``VmRSS`` (resident, what
+    the soak watches for leaks), ``VmHWM`` (its peak so far), ``RssAnon`` (resident without
+    file-backed pages such as memory-mapped checkpoint shards, which the kernel can drop)."""
     with open("/proc/self/status", encoding="ascii") as status:
         for line in status:
-            if line.startswith("VmRSS:"):
+            if line.startswith(key + ":"):
                 return int(line.split()[1]) / 1024.0
     return float("nan")
 

@@ -19,6 +19,7 @@ import torch
 
 from common import FIXTURE_CKPT
 from audio_interaction_ros.core.checkpoint import qwen2_config
+from audio_interaction_ros.core.compilation import compile_model
 from audio_interaction_ros.core.loading import build_empty, quantize_modules
 from audio_interaction_ros.core.model import (AudioInteractionModel, ModelInfo, dtype_reason,
                                               resolve_device, resolve_dtype)
@@ -40,9 +41,15 @@ REAL_AUDIO = {
 INIT_STD = 0.02
 
 
-def parameter_bytes(dtype: torch.dtype) -> int:
-    """Weights' size at the real dimensions (LM 3.40 B + encoder 0.64 B parameters)."""
-    return int((3.397e9 + 0.638e9) * torch.tensor([], dtype=dtype).element_size())
+def parameter_bytes(dtype: torch.dtype, quantization: str = "none") -> int:
+    """Weights' size at the real dimensions (LM 3.40 B + encoder 0.64 B parameters, of which
+    the 0.31 B of the embedding stay in ``dtype`` and the 0.31 B of the head are int8 when
+    quantized), for a memory check before building."""
+    size = torch.tensor([], dtype=dtype).element_size()
+    embed, head, rest = 0.311e9, 0.311e9, 3.397e9 + 0.638e9 - 0.622e9
+    per_weight = {"none": size, "int8": 1, "int4": 0.53}[quantization]
+    head_bytes = size if quantization == "none" else 1
+    return int(embed * size + head * head_bytes + rest * per_weight)
 
 
 @torch.no_grad()
@@ -62,13 +69,14 @@ def _fill(module: torch.nn.Module, generator: torch.Generator, seed: int,
 
 
 def build_random_real_model(device: str = "cpu", dtype: str = "bfloat16", seed: int = 0,
-                            quantization: str = "none",
+                            quantization: str = "none", compile: str = "false",
                             n_layers: int | None = None) -> AudioInteractionModel:
     """The 3B-dimension model with random weights on ``device``, ready for the core's API.
 
     With ``quantization`` int8/int4 each linear layer is filled and quantized before the next
     one is filled (core/loading.py ``quantize_modules``), so memory stays near the quantized
-    size, as when loading a checkpoint. ``n_layers`` shortens both stacks (quick experiments).
+    size, as when loading a checkpoint; ``compile`` as ``AudioInteractionModel.load`` does it.
+    ``n_layers`` shortens both stacks (quick experiments).
     """
     from transformers import AutoTokenizer, Qwen2ForCausalLM
     from transformers.models.qwen2_5_omni.configuration_qwen2_5_omni import (
@@ -96,6 +104,8 @@ def build_random_real_model(device: str = "cpu", dtype: str = "bfloat16", seed: 
         module.to(torch_device)
     tokenizer = AutoTokenizer.from_pretrained(str(FIXTURE_CKPT))
     weight_bytes = tensor_bytes(lm, encoder)
+    compiled, compile_reason = compile_model(lm, encoder, compile, torch_device, torch_dtype,
+                                             quantization, weight_bytes)
     info = ModelInfo(source="random weights at Qwen2.5-Omni-3B dimensions",
                      root="", device=str(torch_device),
                      dtype=str(torch_dtype).removeprefix("torch."),
@@ -103,5 +113,6 @@ def build_random_real_model(device: str = "cpu", dtype: str = "bfloat16", seed: 
                      max_context_tokens=litgpt["block_size"],
                      dtype_reason=dtype_reason(dtype, torch_device, torch_dtype),
                      quantization=quantization, quantized_layers=report.summary(),
-                     weight_bytes=weight_bytes)
+                     weight_bytes=weight_bytes, compiled=compiled,
+                     compile_reason=compile_reason)
     return AudioInteractionModel(lm, encoder, tokenizer, info)

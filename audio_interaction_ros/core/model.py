@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from . import checkpoint as ckpt
+from .compilation import compile_model, resolve_compile
 from .loading import build_empty, fill_and_quantize
 from .protocol import AUDIO_TOKENS_PER_CHUNK, MEL_BINS, MEL_FRAMES_PER_CHUNK
 from .quantization import QuantizationReport, check_supported, tensor_bytes
@@ -120,6 +121,8 @@ class ModelInfo:
     quantization: str = "none"
     quantized_layers: str = ""  # e.g. "252 int4, 1 int8 (...)"
     weight_bytes: int = 0  # parameters and buffers as stored on the device
+    compiled: bool = False
+    compile_reason: str = ""  # why (not), and what warm-up cost
 
 
 class AudioInteractionModel:
@@ -143,14 +146,16 @@ class AudioInteractionModel:
     @classmethod
     def load(cls, model: str | os.PathLike = ckpt.DEFAULT_REPO_ID, device: str = "auto",
              dtype: str = "auto", cache_dir: str | None = None,
-             local_files_only: bool | None = None,
-             quantization: str = "none") -> "AudioInteractionModel":
+             local_files_only: bool | None = None, quantization: str = "none",
+             compile: str = "auto") -> "AudioInteractionModel":
         """Resolve, verify and load a checkpoint, quantizing its linear layers while they are
-        read (core/loading.py); every failure is a CheckpointError/ValueError whose message
+        read (core/loading.py), then compile and warm up what ``compile`` asks for
+        (core/compilation.py); every failure is a CheckpointError/ValueError whose message
         names the file or setting at fault."""
         torch_device = resolve_device(device)
         torch_dtype = resolve_dtype(dtype, torch_device)
         check_supported(quantization, torch_device, torch_dtype)
+        resolve_compile(compile, torch_device, torch_dtype, quantization, 0)  # fail early
         root = ckpt.resolve_checkpoint(model, cache_dir=cache_dir,
                                        local_files_only=local_files_only)
         files = ckpt.verify_checkpoint(root)
@@ -186,13 +191,16 @@ class AudioInteractionModel:
                                f"{exc}; use a smaller dtype or device:=cpu, or "
                                "quantization:=int8/int4") from exc
         weight_bytes = tensor_bytes(lm, encoder)
+        compiled, compile_reason = compile_model(lm, encoder, compile, torch_device, torch_dtype,
+                                                 quantization, weight_bytes)
         info = ModelInfo(source=str(model), root=str(root), device=str(torch_device),
                          dtype=str(torch_dtype).removeprefix("torch."),
                          n_layers=litgpt["n_layer"], width=litgpt["n_embd"],
                          max_context_tokens=int(litgpt.get("block_size", 4096)),
                          dtype_reason=dtype_reason(dtype, torch_device, torch_dtype),
                          quantization=quantization, quantized_layers=report.summary(),
-                         weight_bytes=weight_bytes)
+                         weight_bytes=weight_bytes, compiled=compiled,
+                         compile_reason=compile_reason)
         return cls(lm, encoder, tokenizer, info)
 
     @torch.inference_mode()
