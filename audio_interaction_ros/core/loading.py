@@ -67,7 +67,10 @@ def fill_and_quantize(root: nn.Module, tensors: Iterable[tuple[str, torch.Tensor
             continue
         owner, attr = _split(name)
         module = root.get_submodule(owner) if owner else root
-        value = value.to(target.dtype)
+        # Kept tensors are copied: safetensors hands out views of the memory-mapped shard, and
+        # weights left there would be page cache, dropped under memory pressure and read back
+        # from disk mid-stream. A weight about to be quantized is only read.
+        value = value.to(target.dtype, copy=scheme == "none" or owner not in waiting)
         if isinstance(target, nn.Parameter):
             target.data = value  # drops the never-touched placeholder
         else:

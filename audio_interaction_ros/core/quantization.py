@@ -39,7 +39,7 @@ from torch import nn
 SCHEMES = ("none", "int8", "int4")
 INT4_GROUP_SIZES = (128, 64, 32)  # largest first; 128 is the usual choice for 3B models
 # Rows quantized at a time: keeps the float32 temporaries of a 151936-row head small.
-_ROW_BLOCK = 16384
+_ROW_BLOCK = 4096
 
 
 @contextlib.contextmanager
@@ -103,12 +103,13 @@ class Int8Linear(nn.Module):
     @classmethod
     def from_weight(cls, weight: torch.Tensor, bias: torch.Tensor | None) -> "Int8Linear":
         utils = _torchao_utils()
-        rows, scales = [], []
-        for block in weight.split(_ROW_BLOCK):
-            q, scale, _ = utils.dynamically_quantize_per_channel(block, -128, 127, torch.int8)
-            rows.append(q)
-            scales.append(scale.to(weight.dtype))
-        return cls(torch.cat(rows), torch.cat(scales), bias)
+        qweight = torch.empty(weight.shape, dtype=torch.int8, device=weight.device)
+        scale = torch.empty(weight.shape[0], dtype=weight.dtype, device=weight.device)
+        for start in range(0, weight.shape[0], _ROW_BLOCK):
+            rows = slice(start, start + _ROW_BLOCK)
+            q, s, _ = utils.dynamically_quantize_per_channel(weight[rows], -128, 127, torch.int8)
+            qweight[rows], scale[rows] = q, s
+        return cls(qweight, scale, bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = torch._weight_int8pack_mm(x.reshape(-1, self.in_features), self.qweight, self.scale)
@@ -220,7 +221,7 @@ def quantize_linear(linear: nn.Linear, scheme: str, device: torch.device,
         return linear
     linear = linear.to(device)
     weight = linear.weight.detach()
-    bias = None if linear.bias is None else linear.bias.detach()
+    bias = None if linear.bias is None else linear.bias.detach().clone()  # kept: own memory
     if scheme == "int4" and not head:
         group = int4_group_size(linear.in_features, linear.out_features, device)
         if isinstance(group, int):
