@@ -7,6 +7,7 @@ writes carries the machine context beside it (load average, cores, threads, memo
 """
 from __future__ import annotations
 
+import json
 import os
 import platform
 import sys
@@ -116,3 +117,11 @@ def percentiles_ms(seconds: list[float] | np.ndarray, qs: tuple[int, ...] = (50,
     values = np.asarray(seconds, dtype=np.float64) * 1e3
     return {f"p{q}_ms": (round(float(np.percentile(values, q)), 3) if values.size else
                          float("nan")) for q in qs}
+
+
+def write_json(path: Path | None, report: dict) -> None:
+    """Write a benchmark's figures (with their machine context) to ``path``, if one was given."""
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=1) + "\n")

@@ -16,7 +16,6 @@ robin) so that machine load hits all variants alike.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 from pathlib import Path
@@ -24,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common import machine_context
+from common import machine_context, write_json
 from audio_interaction_ros.core.compilation import CompiledUnit, compiling
 from audio_interaction_ros.core.quantization import QuantizationReport, quantize_linear
 
@@ -128,9 +127,7 @@ def main(argv: list[str] | None = None) -> dict:
                                       f"{c['speedup_vs_bf16_eager']:<6.2f}" for c in cells))
     print(f"compile seconds: {compile_s}; load before {context['loadavg_1_5_15']}, after "
           f"{report['loadavg_after']}")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=1) + "\n")
+    write_json(args.json, report)
     return report
 
 

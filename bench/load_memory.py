@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from common import FIXTURE_CKPT, machine_context, rss_mb
+from common import FIXTURE_CKPT, machine_context, rss_mb, write_json
 from realdim import REAL_AUDIO, REAL_LITGPT
 from audio_interaction_ros.core import checkpoint as ckpt
 
@@ -182,9 +182,7 @@ def main(argv: list[str] | None = None) -> dict | None:
     report = {"machine": context, "checkpoint_gb": round(sum(
         f.stat().st_size for f in args.dir.glob("*")) / 1e9, 2) if args.keep else None,
         "loads": rows, "loadavg_after": [round(x, 2) for x in os.getloadavg()]}
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=1) + "\n")
+    write_json(args.json, report)
     return report
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import math
 import os
 import time
@@ -31,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common import AUDIO_DIR, load_model, machine_context
+from common import AUDIO_DIR, load_model, machine_context, write_json
 from audio_interaction_ros.core.audio import read_audio_file
 from audio_interaction_ros.core.events import Decision, ReplyDone
 from audio_interaction_ros.core.features import StreamingFrontEnd
@@ -204,9 +203,7 @@ def main(argv: list[str] | None = None) -> dict:
     body = trained(args) if args.what == "trained" else realdim(args)
     report = {"machine": context, "args": {k: str(v) for k, v in vars(args).items()}, **body,
               "loadavg_after": [round(x, 2) for x in os.getloadavg()]}
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=1) + "\n")
+    write_json(args.json, report)
     return report
 
 

@@ -21,7 +21,6 @@ Run ``python bench/step_latency.py --help``; README.md beside this file explains
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 from pathlib import Path
@@ -30,7 +29,7 @@ import numpy as np
 import torch
 
 from common import (AUDIO_DIR, available_memory_mb, load_model, machine_context, percentiles_ms,
-                    rss_mb, sync)
+                    rss_mb, sync, write_json)
 from audio_interaction_ros.core.audio import read_audio_file
 from audio_interaction_ros.core.compilation import COMPILE_MODES
 from audio_interaction_ros.core.engine import Engine, EngineConfig
@@ -250,10 +249,7 @@ def main(argv: list[str] | None = None) -> dict:
         "loadavg_after": [round(x, 2) for x in os.getloadavg()],
     }
     print_report(report)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=1) + "\n")
-        print(f"\nwrote {args.json}")
+    write_json(args.json, report)
     return report
 
 

@@ -62,13 +62,7 @@ def stream(model, audio: np.ndarray) -> list:
     return events
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The fixture's 64-wide matrices gain nothing from a second thread on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
