@@ -26,6 +26,7 @@ lent to this work), hence not chosen by ``compile: auto``. No rclpy here.
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -36,7 +37,9 @@ COMPILE_MODES = ("auto", "true", "false")
 # and fixture models gain nothing and would pay seconds of compilation per configure).
 AUTO_MIN_WEIGHT_BYTES = 1 << 30
 _CPU_INDUCTOR = {"freezing": True, "freezing_discard_parameters": True, "max_autotune": True,
-                 "max_autotune_gemm_backends": "CPP,ATEN", "fx_graph_cache": False}
+                 "max_autotune_gemm_backends": "CPP,ATEN", "fx_graph_cache": False,
+                 # autotuning prints a table per GEMM shape to stderr otherwise
+                 "autotune_num_choices_displayed": 0, "max_autotune_report_choices_stats": False}
 
 
 def resolve_compile(mode: str, device: torch.device, dtype: torch.dtype, quantization: str,
@@ -138,6 +141,8 @@ class compiling:
         dynamo_config.accumulated_recompile_limit = max(
             dynamo_config.accumulated_recompile_limit, 2 * self._units + 1)
         self._stack = contextlib.ExitStack()
+        self._stack.enter_context(warnings.catch_warnings())
+        warnings.filterwarnings("ignore", message="TypedStorage is deprecated")  # autotuner's
         self._stack.enter_context(inductor_config.patch(_CPU_INDUCTOR))
         self._stack.enter_context(fx_config.patch(backed_size_oblivious=True))
         return self
