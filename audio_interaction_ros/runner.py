@@ -19,10 +19,12 @@ import torch
 
 from .core.audio import read_audio_file
 from .core.checkpoint import DEFAULT_REPO_ID, CheckpointError
+from .core.compilation import COMPILE_MODES
 from .core.events import Decision, ReplyDone
 from .core.model import DTYPES, AudioInteractionModel
 from .core.pipeline import FRONT_END_MODES, Pipeline, file_segments
 from .core.protocol import KEEP_SILENCE
+from .core.quantization import SCHEMES
 from .core.sampling import SamplingConfig
 from .core.session import ListenSession, SessionConfig
 
@@ -36,7 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", default=DEFAULT_REPO_ID,
                         help="checkpoint directory or Hugging Face repo id (default: %(default)s)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
-    parser.add_argument("--dtype", default="auto", choices=["auto", *DTYPES])
+    parser.add_argument("--dtype", default="auto", choices=["auto", *DTYPES],
+                        help="auto: bfloat16 on a GPU and on a CPU with native bf16, else float32")
+    parser.add_argument("--quantization", default="none", choices=SCHEMES,
+                        help="weight-only quantization of the linear layers at load")
+    parser.add_argument("--compile", default="auto", choices=COMPILE_MODES,
+                        help="torch.compile the MLP blocks while loading (auto: where it pays)")
     parser.add_argument("--temperature", type=float, default=0.0,
                         help="0 = greedy (default here, as the reference CLI)")
     parser.add_argument("--top-k", type=int, default=0, help="0 = off")
@@ -67,7 +74,8 @@ def run(args: argparse.Namespace, out=sys.stdout) -> int:
                            rope_positions=args.rope_positions)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    model = AudioInteractionModel.load(args.model, device=args.device, dtype=args.dtype)
+    model = AudioInteractionModel.load(args.model, device=args.device, dtype=args.dtype,
+                                       quantization=args.quantization, compile=args.compile)
     pipeline = Pipeline(model, [ListenSession(model, config)], frontend=args.frontend)
 
     def emit_line(record: dict) -> None:

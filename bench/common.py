@@ -28,21 +28,24 @@ SHARED = Path(os.environ.get("AUDIO_INTERACTION_SHARED", REPO.parent / "shared")
 FIXTURE_CKPT = SHARED / "fixtures" / "tiny-beep" / "ckpt"
 FIXTURE_INPUTS = SHARED / "fixtures" / "tiny-beep" / "golden" / "inputs"
 AUDIO_DIR = SHARED / "audio"
+TOY_CKPT = REPO / "build" / "toy-model"
 RESULTS = REPO / "bench" / "results"
 
 
-def load_model(spec: str, device: str = "cpu", dtype: str = "float32",
-               seed: int = 0) -> AudioInteractionModel:
-    """``fixture`` (the tiny trained checkpoint), ``real`` (random weights at the published
-    3B dimensions, see realdim.py) or a checkpoint directory in the release layout."""
-    if spec == "fixture":
-        return AudioInteractionModel.load(FIXTURE_CKPT, device=device, dtype=dtype,
-                                          local_files_only=True)
+def load_model(spec: str, device: str = "cpu", dtype: str = "float32", seed: int = 0,
+               quantization: str = "none", compile: str = "false") -> AudioInteractionModel:
+    """``fixture`` (the tiny trained checkpoint), ``toy`` (build/toy-model), ``real`` (random
+    weights at the published 3B dimensions, see realdim.py) or a checkpoint directory in the
+    release layout; linear layers quantized as ``quantization`` says, compiled as ``compile``."""
     if spec == "real":
         from realdim import build_random_real_model
 
-        return build_random_real_model(device=device, dtype=dtype, seed=seed)
-    return AudioInteractionModel.load(spec, device=device, dtype=dtype)
+        return build_random_real_model(device=device, dtype=dtype, seed=seed,
+                                       quantization=quantization, compile=compile)
+    path = {"fixture": FIXTURE_CKPT, "toy": TOY_CKPT}.get(spec, spec)
+    return AudioInteractionModel.load(path, device=device, dtype=dtype,
+                                      local_files_only=spec in ("fixture", "toy"),
+                                      quantization=quantization, compile=compile)
 
 
 def random_cache(model: AudioInteractionModel, length: int, headroom: int = 64,
@@ -91,11 +94,13 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def rss_mb() -> float:
-    """Resident set size of this process (VmRSS), in MB: what the soak watches for leaks."""
+def rss_mb(key: str = "VmRSS") -> float:
+    """A memory figure of this process from /proc/self/status, in MB: ``VmRSS`` (resident, what
+    the soak watches for leaks), ``VmHWM`` (its peak so far), ``RssAnon`` (resident without
+    file-backed pages such as memory-mapped checkpoint shards, which the kernel can drop)."""
     with open("/proc/self/status", encoding="ascii") as status:
         for line in status:
-            if line.startswith("VmRSS:"):
+            if line.startswith(key + ":"):
                 return int(line.split()[1]) / 1024.0
     return float("nan")
 
@@ -152,3 +157,11 @@ def percentiles_ms(seconds: list[float] | np.ndarray, qs: tuple[int, ...] = (50,
     values = np.asarray(seconds, dtype=np.float64) * 1e3
     return {f"p{q}_ms": (round(float(np.percentile(values, q)), 3) if values.size else
                          float("nan")) for q in qs}
+
+
+def write_json(path: Path | None, report: dict) -> None:
+    """Write a benchmark's figures (with their machine context) to ``path``, if one was given."""
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=1) + "\n")

@@ -13,12 +13,18 @@ The tokenizer is the fixture's (same special ids; only the system prompt's BPE l
 """
 from __future__ import annotations
 
+import zlib
+
 import torch
 
 from common import FIXTURE_CKPT
 from audio_interaction_ros.core.checkpoint import qwen2_config
-from audio_interaction_ros.core.model import (AudioInteractionModel, ModelInfo, resolve_device,
-                                              resolve_dtype)
+from audio_interaction_ros.core.compilation import compile_model
+from audio_interaction_ros.core.loading import build_empty, quantize_modules
+from audio_interaction_ros.core.model import (AudioInteractionModel, ModelInfo, dtype_reason,
+                                              resolve_device, resolve_dtype)
+from audio_interaction_ros.core.quantization import (QuantizationReport, check_supported,
+                                                     tensor_bytes)
 
 # litgpt "Qwen2.5-3B" preset keys (PROTOCOL.md §1.2), mapped by the core's own qwen2_config.
 REAL_LITGPT = {
@@ -35,45 +41,78 @@ REAL_AUDIO = {
 INIT_STD = 0.02
 
 
-def parameter_bytes(dtype: torch.dtype) -> int:
-    """Weights' size at the real dimensions (LM 3.40 B + encoder 0.64 B parameters)."""
-    return int((3.397e9 + 0.638e9) * torch.tensor([], dtype=dtype).element_size())
+def parameter_bytes(dtype: torch.dtype, quantization: str = "none") -> int:
+    """Weights' size at the real dimensions (LM 3.40 B + encoder 0.64 B parameters, of which
+    the 0.31 B of the embedding stay in ``dtype`` and the 0.31 B of the head are int8 when
+    quantized), for a memory check before building."""
+    size = torch.tensor([], dtype=dtype).element_size()
+    embed, head, rest = 0.311e9, 0.311e9, 3.397e9 + 0.638e9 - 0.622e9
+    per_weight = {"none": size, "int8": 1, "int4": 0.53}[quantization]
+    head_bytes = size if quantization == "none" else 1
+    return int(embed * size + head * head_bytes + rest * per_weight)
 
 
 @torch.no_grad()
-def _fill(module: torch.nn.Module, generator: torch.Generator) -> None:
-    for name, param in module.named_parameters():
-        if name.endswith("norm.weight") or name == "ln_post.weight":
+def _fill(module: torch.nn.Module, generator: torch.Generator, seed: int,
+          prefix: str = "") -> None:
+    """Norms 1, biases 0, other parameters N(0, 0.02) from a stream seeded by the parameter's
+    own name, so a dense and a quantized build (which fill in different orders) hold the same
+    weights. Quantized layers have no parameters left."""
+    for name, param in module.named_parameters(prefix=prefix):
+        if name.endswith("norm.weight") or name.endswith("ln_post.weight"):
             param.fill_(1.0)
         elif name.endswith("bias"):
             param.zero_()
         else:
+            generator.manual_seed(seed + zlib.crc32(name.encode()))
             param.normal_(0.0, INIT_STD, generator=generator)
 
 
-def build_random_real_model(device: str = "cpu", dtype: str = "bfloat16",
-                            seed: int = 0) -> AudioInteractionModel:
-    """The 3B-dimension model with random weights on ``device``, ready for the core's API."""
+def build_random_real_model(device: str = "cpu", dtype: str = "bfloat16", seed: int = 0,
+                            quantization: str = "none", compile: str = "false",
+                            n_layers: int | None = None) -> AudioInteractionModel:
+    """The 3B-dimension model with random weights on ``device``, ready for the core's API.
+
+    With ``quantization`` int8/int4 each linear layer is filled and quantized before the next
+    one is filled (core/loading.py ``quantize_modules``), so memory stays near the quantized
+    size, as when loading a checkpoint; ``compile`` as ``AudioInteractionModel.load`` does it.
+    ``n_layers`` shortens both stacks (quick experiments).
+    """
     from transformers import AutoTokenizer, Qwen2ForCausalLM
-    from transformers.initialization import no_init_weights
     from transformers.models.qwen2_5_omni.configuration_qwen2_5_omni import (
         Qwen2_5OmniAudioEncoderConfig)
     from transformers.models.qwen2_5_omni.modeling_qwen2_5_omni import Qwen2_5OmniAudioEncoder
 
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
-    # Allocate directly on the target device (on a GPU the fill runs there, in seconds).
-    with torch.device(torch_device), no_init_weights():
-        lm = Qwen2ForCausalLM._from_config(qwen2_config(REAL_LITGPT), dtype=torch_dtype)
-        encoder = Qwen2_5OmniAudioEncoder._from_config(
-            Qwen2_5OmniAudioEncoderConfig(**REAL_AUDIO), dtype=torch_dtype)
-    generator = torch.Generator(device=torch_device).manual_seed(seed)
-    _fill(lm, generator)
-    _fill(encoder, generator)
+    check_supported(quantization, torch_device, torch_dtype)
+    litgpt = dict(REAL_LITGPT, n_layer=n_layers or REAL_LITGPT["n_layer"])
+    audio = dict(REAL_AUDIO, encoder_layers=n_layers or REAL_AUDIO["encoder_layers"])
+    # Dense: allocated directly on the target device (on a GPU the fill runs there, in seconds).
+    # Quantized: allocated on the CPU untouched, each layer filled just before it is quantized.
+    build_on = torch_device if quantization == "none" else torch.device("cpu")
+    lm = build_empty(Qwen2ForCausalLM, qwen2_config(litgpt), torch_dtype, build_on)
+    encoder = build_empty(Qwen2_5OmniAudioEncoder, Qwen2_5OmniAudioEncoderConfig(**audio),
+                          torch_dtype, build_on)
+    generator = torch.Generator(device=build_on)
+    report = QuantizationReport(quantization)
+    for module in (lm, encoder):
+        if quantization != "none":
+            quantize_modules(module, quantization, torch_device, report,
+                             fill=lambda name, linear: _fill(linear, generator, seed, name))
+        _fill(module, generator, seed)  # what is left dense (all of it without quantization)
+        module.to(torch_device)
     tokenizer = AutoTokenizer.from_pretrained(str(FIXTURE_CKPT))
+    weight_bytes = tensor_bytes(lm, encoder)
+    compiled, compile_reason = compile_model(lm, encoder, compile, torch_device, torch_dtype,
+                                             quantization, weight_bytes)
     info = ModelInfo(source="random weights at Qwen2.5-Omni-3B dimensions",
                      root="", device=str(torch_device),
                      dtype=str(torch_dtype).removeprefix("torch."),
-                     n_layers=REAL_LITGPT["n_layer"], width=REAL_LITGPT["n_embd"],
-                     max_context_tokens=REAL_LITGPT["block_size"])
+                     n_layers=litgpt["n_layer"], width=litgpt["n_embd"],
+                     max_context_tokens=litgpt["block_size"],
+                     dtype_reason=dtype_reason(dtype, torch_device, torch_dtype),
+                     quantization=quantization, quantized_layers=report.summary(),
+                     weight_bytes=weight_bytes, compiled=compiled,
+                     compile_reason=compile_reason)
     return AudioInteractionModel(lm, encoder, tokenizer, info)

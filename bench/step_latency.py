@@ -21,7 +21,6 @@ Run ``python bench/step_latency.py --help``; README.md beside this file explains
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 from pathlib import Path
@@ -30,12 +29,14 @@ import numpy as np
 import torch
 
 from common import (AUDIO_DIR, available_memory_mb, load_model, machine_context, percentiles_ms,
-                    random_cache, sync)
+                    random_cache, rss_mb, sync, write_json)
 from audio_interaction_ros.core.audio import read_audio_file
+from audio_interaction_ros.core.compilation import COMPILE_MODES
 from audio_interaction_ros.core.engine import Engine, EngineConfig
 from audio_interaction_ros.core.events import Decision, ReplyDone
 from audio_interaction_ros.core.features import StreamingFrontEnd
 from audio_interaction_ros.core.model import AudioInteractionModel, resolve_dtype
+from audio_interaction_ros.core.quantization import SCHEMES
 from audio_interaction_ros.core.protocol import (AUDIO_SLOT_OFFSET, AUDIO_TOKENS_PER_CHUNK,
                                                  CHUNK_SAMPLES, CHUNK_SECONDS, KEEP_SILENCE,
                                                  LISTEN_BLOCK_IDS, TEXT_BEGIN)
@@ -143,6 +144,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="fixture | real (random weights, 3B dimensions) | checkpoint dir")
     parser.add_argument("--device", default="auto", help="cpu | cuda | cuda:N | auto")
     parser.add_argument("--dtype", default="auto", help="float32 | bfloat16 | float16 | auto")
+    parser.add_argument("--quantization", default="none", choices=SCHEMES,
+                        help="weight-only quantization of the linear layers")
+    parser.add_argument("--compile", default="false", choices=COMPILE_MODES,
+                        help="torch.compile the MLP blocks while loading (as the node does)")
     parser.add_argument("--chunks", type=int, default=200, help="timed chunks in the stream")
     parser.add_argument("--warmup", type=int, default=5, help="untimed chunks / repetitions")
     parser.add_argument("--contexts", default="100,3500",
@@ -161,7 +166,11 @@ def print_report(report: dict) -> None:
     """Human-readable tables of the figures (the JSON holds the same numbers)."""
     ctx, model, stream = report["machine"], report["model"], report["stream"]
     print(f"\nmodel {model['spec']} ({model['n_layers']} layers, width {model['width']}) on "
-          f"{model['device']} {model['dtype']}; built/loaded in {model['load_s']:.1f} s")
+          f"{model['device']} {model['dtype']}, quantization {model['quantization']} "
+          f"({model['weight_bytes'] / 1e9:.2f} GB of weights), compiled {model['compiled']}; "
+          f"built/loaded in {model['load_s']:.1f} s")
+    memory = report["memory_mb"]
+    print(f"memory MB after load {memory['after_load']}, at the end {memory['end']}")
     print(f"machine: {ctx['cpu']}, {ctx['cpu_cores']} cores, torch threads "
           f"{ctx['torch_threads']}, load before {ctx['loadavg_1_5_15']}, after "
           f"{report['loadavg_after']}")
@@ -192,15 +201,18 @@ def main(argv: list[str] | None = None) -> dict:
     if args.model == "real" and not str(args.device).startswith("cuda"):
         from realdim import parameter_bytes
 
-        need_mb = parameter_bytes(resolve_dtype(args.dtype, torch.device("cpu"))) / 2**20
+        need_mb = parameter_bytes(resolve_dtype(args.dtype, torch.device("cpu")),
+                                  args.quantization) / 2**20
         if need_mb > available_memory_mb() - 2048:
             raise SystemExit(f"not enough memory for the real dimensions in {args.dtype}: "
                              f"{need_mb:.0f} MB of weights, {available_memory_mb():.0f} MB "
                              "available (keep 2 GB spare)")
     context = machine_context()
     started = time.perf_counter()
-    model = load_model(args.model, args.device, args.dtype, seed=args.seed)
+    model = load_model(args.model, args.device, args.dtype, seed=args.seed,
+                       quantization=args.quantization, compile=args.compile)
     load_s = time.perf_counter() - started
+    memory_loaded = {key: round(rss_mb(key)) for key in ("VmRSS", "VmHWM", "RssAnon")}
     chunks = looped_chunks(read_audio_file(args.audio), args.warmup + args.chunks)
     stream = bench_stream(model, chunks, args.warmup, args.max_reply_tokens)
     contexts = [int(c) for c in args.contexts.split(",") if c.strip()]
@@ -210,6 +222,11 @@ def main(argv: list[str] | None = None) -> dict:
         "model": {"spec": args.model, "source": model.info.source, "device": str(model.device),
                   "dtype": str(model.dtype).removeprefix("torch."),
                   "n_layers": model.info.n_layers, "width": model.embed_dim,
+                  "dtype_reason": model.info.dtype_reason,
+                  "quantization": model.info.quantization,
+                  "quantized_layers": model.info.quantized_layers,
+                  "weight_bytes": model.info.weight_bytes, "compiled": model.info.compiled,
+                  "compile_reason": model.info.compile_reason,
                   "parameters": sum(p.numel() for p in model.lm.parameters())
                   + sum(p.numel() for p in model.encoder.parameters()),
                   "load_s": round(load_s, 2)},
@@ -217,13 +234,12 @@ def main(argv: list[str] | None = None) -> dict:
         "audio": str(args.audio),
         "stream": stream,
         "contexts": bench_contexts(model, rows, contexts, args.reps, min(args.warmup, 3)),
+        "memory_mb": {"after_load": memory_loaded,
+                      "end": {key: round(rss_mb(key)) for key in ("VmRSS", "VmHWM", "RssAnon")}},
         "loadavg_after": [round(x, 2) for x in os.getloadavg()],
     }
     print_report(report)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=1) + "\n")
-        print(f"\nwrote {args.json}")
+    write_json(args.json, report)
     return report
 
 

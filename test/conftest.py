@@ -76,6 +76,18 @@ def tiny_model(fixture_dir):
     return AudioInteractionModel.load(fixture_dir / "ckpt", device="cpu", dtype="float32")
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """For modules that run the 64-wide models: their matrices gain nothing from threads, and a
+    second OpenMP thread on a busy 2-core machine makes every step several times slower."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def audio_dir() -> Path:
     return _require(AUDIO_DIR)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import os
 import struct
+import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -246,24 +248,26 @@ def litgpt_to_hf(state: dict[str, torch.Tensor], litgpt: dict) -> dict[str, torc
     return out
 
 
-def load_litgpt_state(files: CheckpointFiles) -> dict[str, torch.Tensor]:
-    """All LM tensors of every shard, by litgpt name (memory-mapped by safetensors)."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
+def iter_lm_tensors(files: CheckpointFiles, litgpt: dict) -> Iterator[tuple[str, torch.Tensor]]:
+    """The LM's tensors one at a time, by ``Qwen2ForCausalLM`` name: each shard is opened with
+    safetensors and only the tensor being handed out is read (so a loader can convert or
+    quantize it before the next one exists)."""
+    from safetensors import SafetensorError, safe_open
 
-    state: dict[str, torch.Tensor] = {}
     for shard in files.shards:
         try:
-            state.update(load_file(str(shard)))
+            with safe_open(str(shard), framework="pt") as handle:
+                for key in handle.keys():
+                    yield from litgpt_to_hf({key: handle.get_tensor(key)}, litgpt).items()
         except (SafetensorError, OSError) as exc:
             raise CheckpointError(f"shard {shard.name} could not be read: {exc}") from exc
-    return state
 
 
 def load_encoder_state(files: CheckpointFiles) -> dict[str, torch.Tensor]:
     """The audio tower's state dict; never unpickles code (``weights_only=True``)."""
-    try:
-        state = torch.load(files.encoder, map_location="cpu", weights_only=True)
+    try:  # memory-mapped where the file allows it: tensors are read when used
+        state = torch.load(files.encoder, map_location="cpu", weights_only=True,
+                           mmap=zipfile.is_zipfile(files.encoder))
     except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, ...
         raise CheckpointError(f"{files.encoder.name} could not be loaded safely: {exc}") from exc
     if not isinstance(state, dict):

@@ -187,8 +187,10 @@ class InteractionNode(ManagedNodeMixin, LifecycleNode):
         how = "loaded on" if loaded else \
             f"shared with {self._models.users(self._shared) - 1} other node(s), on"
         self.get_logger().info(
-            f"model {info.source} {how} {info.device} ({info.dtype}, {info.n_layers} layers, "
-            f"width {info.width}); sessions: {', '.join(self._session_names)}")
+            f"model {info.source} {how} {info.device} ({info.dtype}: {info.dtype_reason}; "
+            f"{info.n_layers} layers, width {info.width}; quantization {info.quantization}, "
+            f"{info.weight_bytes / 1e9:.2f} GB of weights; compiled {info.compiled}: "
+            f"{info.compile_reason}); sessions: {', '.join(self._session_names)}")
         return TransitionCallbackReturn.SUCCESS
 
     def _model_request(self) -> ModelRequest:
@@ -240,7 +242,8 @@ class InteractionNode(ManagedNodeMixin, LifecycleNode):
         if self._param("cpu_threads") > 0:
             torch.set_num_threads(self._param("cpu_threads"))
         kwargs = dict(model=self._param("model"), dtype=self._param("dtype"),
-                      cache_dir=self._param("hf_cache_dir") or None)
+                      cache_dir=self._param("hf_cache_dir") or None,
+                      quantization=self._param("quantization"), compile=self._param("compile"))
         device = self._param("device")
         try:
             return AudioInteractionModel.load(device=device, **kwargs)
@@ -491,6 +494,9 @@ class InteractionNode(ManagedNodeMixin, LifecycleNode):
         values = {
             "model": model.info.source, "device": model.info.device, "dtype": model.info.dtype,
             "audio_input": audio_input.describe() if audio_input is not None else "inactive",
+            "quantization": model.info.quantization,
+            "weight_mb": f"{model.info.weight_bytes / 2**20:.0f}",
+            "compiled": str(model.info.compiled),
             "listening": str(self._param("listening")),
             "real_time_factor": f"{stats.real_time_factor:.3f}",
             "decision_latency_p50_ms": f"{stats.decision_p50_ms:.1f}",

@@ -70,8 +70,16 @@ NODE_PARAMS: tuple[Param, ...] = (
           "once into the Hugging Face cache)."),
     Param("device", "auto", "auto, cpu, cuda or cuda:N (auto = cuda when present).",
           pattern=r"auto|cpu|cuda(:\d+)?", pattern_text="auto, cpu, cuda or cuda:N"),
-    Param("dtype", "auto", "auto (bfloat16 on GPU, float32 on CPU), bfloat16, float16, float32.",
-          choices=("auto", "bfloat16", "float16", "float32")),
+    Param("dtype", "auto", "auto (bfloat16 on a GPU and on a CPU with native bf16: AMX, "
+          "AVX512-BF16, ARM bf16; else float32 on CPU, float16 on older GPUs), bfloat16, "
+          "float16, float32.", choices=("auto", "bfloat16", "float16", "float32")),
+    Param("quantization", "none", "Weight-only quantization of the linear layers at load: none, "
+          "int8 (per channel), int4 (groups of 128; CUDA needs compute capability 8.0+ and "
+          "bfloat16). Fewer weight bytes per step: what bounds a Jetson; see README.",
+          choices=("none", "int8", "int4")),
+    Param("compile", "auto", "torch.compile the MLP blocks during configure: auto (where "
+          "measured to pay: bfloat16 on a CPU, models over 1 GB), true, false.",
+          choices=("auto", "true", "false")),
     Param("allow_cpu_fallback", False, "If the GPU cannot be used (absent, out of memory), load "
           "on the CPU instead of failing configure."),
     Param("cpu_threads", 0, "torch threads for CPU inference (0 = torch's default, one per "

@@ -30,15 +30,7 @@ BEEP = (BEEP_REPLY, "surprise")
 SPEECH = (SPEECH_REPLY, "normal")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The toy's 64-wide matrices gain nothing from threads, and a second OpenMP thread on a
-    busy 2-core machine makes every step several times slower.
-    """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="session")
