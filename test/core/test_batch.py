@@ -197,6 +197,27 @@ def test_rows_of_different_lengths_and_heads_match_one_row_forwards(toy_model):
     assert empty[0].numel() == 0 and cache.length == 1000 + 13 + 1
 
 
+def test_both_attention_kernels_give_the_same_rows(toy_model, monkeypatch):
+    """Multi-token rows use eager attention on CPU and SDPA elsewhere: the same logits."""
+    from audio_interaction_ros.core import rows as rows_module
+
+    def logits():
+        generator = torch.Generator().manual_seed(1)
+        made = []
+        for n in (700, 40):
+            cache = toy_model.new_cache()
+            ids = torch.randint(0, 5000, (n,), generator=generator).tolist()
+            toy_model.forward([Row(toy_model.embed(ids), cache, torch.arange(n), ())])
+            made.append(Row(toy_model.embed(list(range(200, 213))), cache,
+                            torch.arange(n, n + 13), None))
+        return toy_model.forward(made)
+
+    eager = logits()
+    monkeypatch.setattr(rows_module, "_eager_for", lambda query: False)
+    for got, expected in zip(logits(), eager):
+        torch.testing.assert_close(got, expected, rtol=0, atol=1e-4)
+
+
 def test_a_session_appears_once_per_step(toy_model, rows):
     session = ListenSession(toy_model, SessionConfig(sampling=GREEDY))
     with pytest.raises(ValueError, match="only one row"):
