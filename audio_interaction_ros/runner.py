@@ -34,7 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="audio-interaction-run",
         description="Run the Audio-Interaction model over audio files as one listening session "
                     "and print one JSON line per 0.4 s chunk and per reply.")
-    parser.add_argument("files", nargs="+", help="audio files (WAV/FLAC/OGG/MP3, any rate/channels)")
+    parser.add_argument("files", nargs="+",
+                        help="audio files (WAV/FLAC/OGG/MP3, any rate/channels)")
     parser.add_argument("--model", default=DEFAULT_REPO_ID,
                         help="checkpoint directory or Hugging Face repo id (default: %(default)s)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")

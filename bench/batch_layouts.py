@@ -71,7 +71,7 @@ def _padded(model: AudioInteractionModel, caches: list[KVCache]):
 @torch.inference_mode()
 def padded_forward(model: AudioInteractionModel, caches: list[KVCache], prepared=None
                    ) -> torch.Tensor:
-    """The (N, 13) batch through transformers' own masking; the listen pair of each row."""
+    """Run the (N, 13) batch through transformers' own masking; return each row's listen pair."""
     batch, mask = prepared if prepared is not None else _padded(model, caches)
     embeds = model.embed(LISTEN_IDS).unsqueeze(0).expand(len(caches), -1, -1)
     positions = torch.stack([torch.arange(c.length, c.length + len(LISTEN_IDS),

@@ -50,7 +50,7 @@ CONTEXT_STEP = 37  # row i holds context + 37 i tokens: every row a different le
 
 
 def listen_row(model: AudioInteractionModel, cache: KVCache, audio: torch.Tensor) -> Row:
-    """A session's listen row: the block with the chunk's encoder rows over its PAD slots."""
+    """Return a session's listen row: the block with the chunk's encoder rows over its PADs."""
     embeds = model.embed(LISTEN_IDS)
     start = 1 + AUDIO_SLOT_OFFSET
     embeds[start:start + AUDIO_TOKENS_PER_CHUNK] = audio
@@ -160,8 +160,11 @@ def _ms(value: float) -> str:
 
 
 def markdown(reports: list[dict]) -> str:
-    """The README table: per-chunk p50 (ms) and the ratio to one session, batched vs one after
-    another, for every report and context."""
+    """Return the README table.
+
+    Per-chunk p50 (ms) and the ratio to one session, batched vs one after another, for every
+    report and context.
+    """
     lines = ["| model, dtype, threads | context | rows | N=1 | N=2 | N=3 | N=4 | N=8 | load |",
              "|---|---|---|---|---|---|---|---|---|"]
     for report in reports:

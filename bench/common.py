@@ -34,9 +34,12 @@ RESULTS = REPO / "bench" / "results"
 
 def load_model(spec: str, device: str = "cpu", dtype: str = "float32", seed: int = 0,
                quantization: str = "none", compile: str = "false") -> AudioInteractionModel:
-    """``fixture`` (the tiny trained checkpoint), ``toy`` (build/toy-model), ``real`` (random
-    weights at the published 3B dimensions, see realdim.py) or a checkpoint directory in the
-    release layout; linear layers quantized as ``quantization`` says, compiled as ``compile``."""
+    """Load a benchmark model, quantized as ``quantization`` says, compiled as ``compile``.
+
+    ``fixture`` (the tiny trained checkpoint), ``toy`` (build/toy-model), ``real`` (random weights
+    at the published 3B dimensions, see realdim.py) or a checkpoint directory in the release
+    layout.
+    """
     if spec == "real":
         from realdim import build_random_real_model
 
@@ -50,8 +53,10 @@ def load_model(spec: str, device: str = "cpu", dtype: str = "float32", seed: int
 
 def random_cache(model: AudioInteractionModel, length: int, headroom: int = 64,
                  generator: torch.Generator | None = None):
-    """A session KV cache holding ``length`` positions of random keys/values (a forward's cost
-    depends on the length, not on the values), with room for ``headroom`` more."""
+    """Return a session KV cache holding ``length`` positions of random keys/values.
+
+    A forward's cost depends on the length, not on the values. There is room for ``headroom`` more.
+    """
     cache = model.new_cache()
     cache.reserve(length + headroom)
     shape = (1, cache.kv_heads, length, cache.head_dim)
@@ -64,7 +69,7 @@ def random_cache(model: AudioInteractionModel, length: int, headroom: int = 64,
 
 
 def add_model_args(parser) -> None:
-    """The options every model benchmark takes: which model, where, how many threads, output."""
+    """Add the options every model benchmark takes: which model, where, threads, output."""
     parser.add_argument("--model", default="fixture", help="fixture | real | checkpoint dir")
     parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | auto")
     parser.add_argument("--dtype", default="auto", help="float32 | bfloat16 | float16 | auto")
@@ -77,8 +82,10 @@ def add_model_args(parser) -> None:
 
 def write_report(path: Path | None, spec: str, model: AudioInteractionModel, context: dict,
                  figures: dict) -> dict:
-    """``figures`` with what was measured and how busy the machine was before and after;
-    written as JSON to ``path`` when given."""
+    """``figures`` with what was measured and how busy the machine was before and after.
+
+    Written as JSON to ``path`` when given.
+    """
     report = {"machine": context, "model": spec, "device": str(model.device),
               "dtype": str(model.dtype).removeprefix("torch."), **figures,
               "loadavg_after": [round(x, 2) for x in os.getloadavg()]}
@@ -95,9 +102,12 @@ def sync(device: torch.device) -> None:
 
 
 def rss_mb(key: str = "VmRSS") -> float:
-    """A memory figure of this process from /proc/self/status, in MB: ``VmRSS`` (resident, what
-    the soak watches for leaks), ``VmHWM`` (its peak so far), ``RssAnon`` (resident without
-    file-backed pages such as memory-mapped checkpoint shards, which the kernel can drop)."""
+    """Return a memory figure of this process from /proc/self/status, in MB.
+
+    ``VmRSS`` (resident, what the soak watches for leaks), ``VmHWM`` (its peak so far), ``RssAnon``
+    (resident without file-backed pages such as memory-mapped checkpoint shards, which the kernel
+    can drop).
+    """
     with open("/proc/self/status", encoding="ascii") as status:
         for line in status:
             if line.startswith(key + ":"):
@@ -114,7 +124,7 @@ def _meminfo_mb(key: str) -> float:
 
 
 def available_memory_mb() -> float:
-    """MemAvailable of the machine (other processes included)."""
+    """Return the machine's MemAvailable (other processes included)."""
     return _meminfo_mb("MemAvailable")
 
 
@@ -130,7 +140,7 @@ def cpu_model() -> str:
 
 
 def machine_context() -> dict:
-    """What a reader needs to judge a timing: where, with what, and how busy the machine was."""
+    """Return what a reader needs to judge a timing: where, with what, how busy the machine was."""
     import transformers
 
     context = {

@@ -61,7 +61,7 @@ def _shard_of(key: str) -> int:
 
 
 def write_checkpoint(directory: Path, seed: int = 0) -> None:
-    """The release layout with random bf16 weights, written one shard at a time."""
+    """Write the release layout with random bf16 weights, one shard at a time."""
     from safetensors.torch import save_file
     from transformers import Qwen2_5OmniConfig
     from transformers.models.qwen2_5_omni.configuration_qwen2_5_omni import (

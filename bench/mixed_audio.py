@@ -85,7 +85,7 @@ class MixedAudio:
                                             + self._noise(samples, 0.002), lead])
 
     def read(self, count: int) -> NDArray[np.float32]:
-        """The next ``count`` samples (a new array: the engine keeps what it is given)."""
+        """Return the next ``count`` samples (a new array: the engine keeps what it is given)."""
         out = np.empty(count, dtype=np.float32)
         filled = 0
         while filled < count:

@@ -45,8 +45,11 @@ EPS = 1e-6
 
 
 def clips() -> dict[str, np.ndarray]:
-    """Every clip of ../shared/audio, a beep (what the tiny models were trained on), and all of
-    them in one long session three times over, 1 s apart (context grows past 1500 tokens)."""
+    """Return every clip of ../shared/audio, a beep, and all of them in one long session.
+
+    The beep is what the tiny models were trained on; the long session has them three times over,
+    1 s apart (context grows past 1500 tokens).
+    """
     found = {path.name: read_audio_file(path) for path in sorted(AUDIO_DIR.iterdir())
              if path.suffix in (".wav", ".mp3", ".flac", ".ogg")}
     found["beep (synthetic)"] = beep_clip()
@@ -131,8 +134,10 @@ def trained(args: argparse.Namespace) -> dict:
 
 @torch.inference_mode()
 def realdim_logits(model, steps: int, seed: int) -> list[torch.Tensor]:
-    """float32 logits of a prefix, then ``steps`` x (listen block with random audio rows, one
-    decode token); the same inputs for every build (seeded)."""
+    """Return float32 logits of a prefix, then ``steps`` x (listen block, one decode token).
+
+    Each listen block has random audio rows; the same inputs for every build (seeded).
+    """
     generator = torch.Generator().manual_seed(seed)
     width = model.embed_dim
     cache, position, out = model.new_cache(), 0, []

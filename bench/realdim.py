@@ -42,9 +42,11 @@ INIT_STD = 0.02
 
 
 def parameter_bytes(dtype: torch.dtype, quantization: str = "none") -> int:
-    """Weights' size at the real dimensions (LM 3.40 B + encoder 0.64 B parameters, of which
-    the 0.31 B of the embedding stay in ``dtype`` and the 0.31 B of the head are int8 when
-    quantized), for a memory check before building."""
+    """Return the weights' size at the real dimensions, for a memory check before building.
+
+    LM 3.40 B + encoder 0.64 B parameters, of which the 0.31 B of the embedding stay in ``dtype``
+    and the 0.31 B of the head are int8 when quantized.
+    """
     size = torch.tensor([], dtype=dtype).element_size()
     embed, head, rest = 0.311e9, 0.311e9, 3.397e9 + 0.638e9 - 0.622e9
     per_weight = {"none": size, "int8": 1, "int4": 0.53}[quantization]
@@ -55,9 +57,11 @@ def parameter_bytes(dtype: torch.dtype, quantization: str = "none") -> int:
 @torch.no_grad()
 def _fill(module: torch.nn.Module, generator: torch.Generator, seed: int,
           prefix: str = "") -> None:
-    """Norms 1, biases 0, other parameters N(0, 0.02) from a stream seeded by the parameter's
-    own name, so a dense and a quantized build (which fill in different orders) hold the same
-    weights. Quantized layers have no parameters left."""
+    """Fill norms with 1, biases with 0, other parameters with N(0, 0.02).
+
+    The stream is seeded by the parameter's own name, so a dense and a quantized build (which fill
+    in different orders) hold the same weights. Quantized layers have no parameters left.
+    """
     for name, param in module.named_parameters(prefix=prefix):
         if name.endswith("norm.weight") or name.endswith("ln_post.weight"):
             param.fill_(1.0)
@@ -71,7 +75,7 @@ def _fill(module: torch.nn.Module, generator: torch.Generator, seed: int,
 def build_random_real_model(device: str = "cpu", dtype: str = "bfloat16", seed: int = 0,
                             quantization: str = "none", compile: str = "false",
                             n_layers: int | None = None) -> AudioInteractionModel:
-    """The 3B-dimension model with random weights on ``device``, ready for the core's API.
+    """Build the 3B-dimension model with random weights on ``device``, ready for the core's API.
 
     With ``quantization`` int8/int4 each linear layer is filled and quantized before the next
     one is filled (core/loading.py ``quantize_modules``), so memory stays near the quantized

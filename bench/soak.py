@@ -124,7 +124,7 @@ def summarise(rows: list[dict], first: list[float], last: deque, warm_chunks: in
 
 
 def run(args: argparse.Namespace) -> dict:
-    """The soak loop; writes ``<name>.csv`` as it goes, then ``<name>.png`` and ``<name>.json``."""
+    """Run the soak loop; write ``<name>.csv`` as it goes, then ``<name>.png`` and ``.json``."""
     args.out.mkdir(parents=True, exist_ok=True)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -202,11 +202,12 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def print_summary(report: dict) -> None:
-    """The verdict lines, one per target."""
+    """Print the verdict lines, one per target."""
     s = report["summary"]
     mark = {True: "OK", False: "MISSED"}
-    print(f"\nsoak: {s['chunks']} chunks = {s['audio_hours']:.2f} h of audio in {s['wall_s']:.0f} s"
-          f" ({s['audio_hours'] * 3600 / max(s['wall_s'], 1e-9):.0f}x real time)")
+    print(f"\nsoak: {s['chunks']} chunks = {s['audio_hours']:.2f} h of audio in "
+          f"{s['wall_s']:.0f} s "
+          f"({s['audio_hours'] * 3600 / max(s['wall_s'], 1e-9):.0f}x real time)")
     print(f"RSS after warm-up ({s['warmup_chunks']} chunks) {s['rss_mb_at_warmup_end']:.1f} MB, "
           f"end {s['rss_mb_end']:.1f} MB: growth {s['rss_growth_mb']:+.1f} MB, peak "
           f"{s['rss_peak_growth_mb']:+.1f} MB (target <= {TARGET_RSS_GROWTH_MB:.0f}) "

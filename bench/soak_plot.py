@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 
 def read_rows(path: Path) -> list[dict]:
-    """The CSV rows with numbers as floats."""
+    """Read the CSV rows with numbers as floats."""
     with open(path, newline="", encoding="utf-8") as handle:
         return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(handle)]
 

@@ -154,7 +154,7 @@ def main() -> int:
 
 def summarize(rows: list[dict], diag: dict[str, str], replies: list[str],
               args: argparse.Namespace, exit_code: int, wall_s: float) -> dict:
-    """The figures RESULTS.md and the README quote, from the samples and the last diagnostics."""
+    """Return the figures RESULTS.md and the README quote (samples and last diagnostics)."""
     warm = [r for r in rows if r["audio_h"] >= min(0.1, args.hours / 4)]
     p50 = [float(r["decision_p50_ms"]) for r in warm if r["decision_p50_ms"]]
     p95 = [float(r["decision_p95_ms"]) for r in warm if r["decision_p95_ms"]]

@@ -1,4 +1,4 @@
-"""Per-chunk latency of the listen step, split into front end, encoder and LM, plus one reply token.
+"""Per-chunk latency of the listen step by stage (front end, encoder, LM), plus one reply token.
 
 Why: the model must decide every 0.4 s; this says how much of that budget each stage uses on a
 given machine, model size, device and dtype, and how the LM part grows with context.
@@ -11,10 +11,10 @@ Two measurements:
   real-time factor (decision compute / 0.4 s). Context grows from the 46-token prefix by 13 tokens
   a chunk (plus replies). Replies, when the model speaks, give the in-situ cost of a reply token.
 - ``contexts``: the LM alone at fixed context lengths (default 100 and 3500 tokens): the 13-token
-  listen forward (embed, audio rows written, forward, speak probability; what ``Decision.compute_s``
-  covers) and a 1-token decode forward (one reply token). The KV cache is filled with random
-  keys/values of the wanted length (cost depends on its length, not its values) and cropped back
-  after each repetition, so every repetition sees the same context.
+  listen forward (embed, audio rows written, forward, speak probability; what
+  ``Decision.compute_s`` covers) and a 1-token decode forward (one reply token). The KV cache is
+  filled with random keys/values of the wanted length (cost depends on its length, not its
+  values) and cropped back after each repetition, so every repetition sees the same context.
 
 Run ``python bench/step_latency.py --help``; README.md beside this file explains the figures.
 """
@@ -181,8 +181,9 @@ def print_report(report: dict) -> None:
         print(f"{key:<14}{stream[key]['p50_ms']:>10.2f}{stream[key]['p95_ms']:>10.2f}")
     print(f"real-time factor (decision / 0.4 s): p50 {stream['rtf_p50']:.3f}  "
           f"p95 {stream['rtf_p95']:.3f}")
+    token = stream['reply_token']
     print(f"replies {stream['replies']}, reply tokens {stream['reply_tokens']}: per token p50 "
-          f"{stream['reply_token']['p50_ms']:.2f} ms, p95 {stream['reply_token']['p95_ms']:.2f} ms")
+          f"{token['p50_ms']:.2f} ms, p95 {token['p95_ms']:.2f} ms")
     if report["contexts"]:
         print(f"\nLM only at fixed context ({report['contexts'][0]['reps']} reps each)")
         print(f"{'context':>8}{'listen p50':>12}{'p95':>9}{'RTF':>8}{'token p50':>11}{'p95':>9}")

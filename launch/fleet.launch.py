@@ -1,5 +1,7 @@
-"""A GPU server listening for a fleet: one fleet_node process, the model loaded once, an
-interaction node per robot in the robot's namespace.
+"""A GPU server listening for a fleet.
+
+One fleet_node process, the model loaded once, an interaction node per robot in the robot's
+namespace.
 
     ros2 launch audio_interaction_ros fleet.launch.py robots:="[robot1, robot2]" device:=cuda
     ros2 launch audio_interaction_ros fleet.launch.py robots:="[robot1, robot2]" tasks:=three
@@ -24,8 +26,11 @@ from launch_ros.actions import Node
 
 
 def _single_robot_launch():
-    """interaction.launch.py beside this file: its arguments and parameter handling are reused
-    (a launch file is not importable as a module by name)."""
+    """interaction.launch.py beside this file.
+
+    Its arguments and parameter handling are reused (a launch file is not importable as a module by
+    name).
+    """
     spec = importlib.util.spec_from_file_location(
         "audio_interaction_single_launch", Path(__file__).with_name("interaction.launch.py"))
     module = importlib.util.module_from_spec(spec)

@@ -69,7 +69,7 @@ CHOICES = {"tasks": list(TASKS_FILES)}  # checked by launch before anything star
 
 
 def _text(value) -> ParameterValue:
-    """A string parameter, whatever it looks like.
+    """Wrap a string parameter so that it stays a string, whatever it looks like.
 
     launch_ros reads a substituted parameter value as YAML, so ``capture_device:=1`` would arrive
     as an integer (and ``audio_file:=on`` as a bool) and the node, which declares a string, would
@@ -79,8 +79,10 @@ def _text(value) -> ParameterValue:
 
 
 def model_parameters(context) -> list:
-    """The interaction node's parameters from the arguments (fleet.launch.py uses them too):
-    params_file, the tasks file layered over it, then the OVERRIDES given."""
+    """Return the interaction node's parameters from the arguments (fleet.launch.py uses them too).
+
+    params_file, the tasks file layered over it, then the OVERRIDES given.
+    """
     config = LaunchConfiguration
     given = {name: config(name).perform(context) for name in OVERRIDES}
     overrides = {name: _text(value) for name, value in given.items() if value}
@@ -91,7 +93,7 @@ def model_parameters(context) -> list:
 
 
 def audio_remaps(context) -> list:
-    """audio and audio_info as the arguments name them (fleet.launch.py uses them too)."""
+    """Return the audio and audio_info remappings (fleet.launch.py uses them too)."""
     audio_topic = LaunchConfiguration("audio_topic")
     info_topic = LaunchConfiguration("audio_info_topic").perform(context) or \
         [audio_topic, "_info"]
@@ -99,7 +101,7 @@ def audio_remaps(context) -> list:
 
 
 def _nodes(context):
-    """The nodes and the lifecycle events (here because the overrides depend on the arguments)."""
+    """Return the nodes and lifecycle events (here: the overrides depend on the arguments)."""
     config = LaunchConfiguration
     remaps = audio_remaps(context)
 
@@ -146,8 +148,11 @@ def _nodes(context):
 
 
 def declare_arguments(arguments) -> list:
-    """DeclareLaunchArgument of each (name, default, description); default None = the package's
-    config/interaction.yaml (params_file). fleet.launch.py declares its arguments with it too."""
+    """Declare a DeclareLaunchArgument for each (name, default, description).
+
+    Default None = the package's config/interaction.yaml (params_file). fleet.launch.py declares
+    its arguments with it too.
+    """
     default_params = PathJoinSubstitution([FindPackageShare(PACKAGE), "config",
                                            "interaction.yaml"])
     return [DeclareLaunchArgument(name, default_value=default_params if default is None

@@ -78,8 +78,11 @@ def tiny_model(fixture_dir):
 
 @pytest.fixture(scope="module")
 def one_torch_thread():
-    """For modules that run the 64-wide models: their matrices gain nothing from threads, and a
-    second OpenMP thread on a busy 2-core machine makes every step several times slower."""
+    """For modules that run the 64-wide models.
+
+    Their matrices gain nothing from threads, and a second OpenMP thread on a busy 2-core machine
+    makes every step several times slower.
+    """
     import torch
 
     threads = torch.get_num_threads()

@@ -137,7 +137,7 @@ def verify_checkpoint(root: str | os.PathLike) -> CheckpointFiles:
 
 
 def read_litgpt_config(path: Path) -> dict:
-    """The litgpt ``Config`` kwargs of model_config.yaml, with the keys this loader relies on."""
+    """Read the litgpt ``Config`` kwargs of model_config.yaml, with the keys this loader needs."""
     try:
         config = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
@@ -155,7 +155,7 @@ def read_litgpt_config(path: Path) -> dict:
 
 
 def qwen2_config(litgpt: dict):
-    """The transformers ``Qwen2Config`` equal to a litgpt Qwen2.5 config (PROTOCOL.md §1.3)."""
+    """Return the ``Qwen2Config`` equal to a litgpt Qwen2.5 config (PROTOCOL.md §1.3)."""
     from transformers import Qwen2Config
 
     n_head = litgpt["n_head"]
@@ -183,8 +183,10 @@ def qwen2_config(litgpt: dict):
 
 def regroup_legacy_qkv(tensor: torch.Tensor, n_head: int, n_groups: int,
                        head_size: int) -> torch.Tensor:
-    """Older litgpt ``attn.attn`` rows are interleaved per KV group ([Q..Q K V] per group);
-    return them grouped ([all Q | all K | all V]) like the current ``attn.qkv``."""
+    """Older litgpt ``attn.attn`` rows are interleaved per KV group ([Q..Q K V] per group).
+
+    Return them grouped ([all Q | all K | all V]) like the current ``attn.qkv``.
+    """
     q_per_kv = n_head // n_groups
     blocks = tensor.reshape(n_groups, (q_per_kv + 2) * head_size, *tensor.shape[1:])
     q, k, v = blocks.split([q_per_kv * head_size, head_size, head_size], dim=1)
@@ -249,9 +251,11 @@ def litgpt_to_hf(state: dict[str, torch.Tensor], litgpt: dict) -> dict[str, torc
 
 
 def iter_lm_tensors(files: CheckpointFiles, litgpt: dict) -> Iterator[tuple[str, torch.Tensor]]:
-    """The LM's tensors one at a time, by ``Qwen2ForCausalLM`` name: each shard is opened with
-    safetensors and only the tensor being handed out is read (so a loader can convert or
-    quantize it before the next one exists)."""
+    """Yield the LM's tensors one at a time, by ``Qwen2ForCausalLM`` name.
+
+    Each shard is opened with safetensors and only the tensor being handed out is read (so a loader
+    can convert or quantize it before the next one exists).
+    """
     from safetensors import SafetensorError, safe_open
 
     for shard in files.shards:
@@ -264,7 +268,7 @@ def iter_lm_tensors(files: CheckpointFiles, litgpt: dict) -> Iterator[tuple[str,
 
 
 def load_encoder_state(files: CheckpointFiles) -> dict[str, torch.Tensor]:
-    """The audio tower's state dict; never unpickles code (``weights_only=True``)."""
+    """Load the audio tower's state dict; never unpickles code (``weights_only=True``)."""
     try:  # memory-mapped where the file allows it: tensors are read when used
         state = torch.load(files.encoder, map_location="cpu", weights_only=True,
                            mmap=zipfile.is_zipfile(files.encoder))

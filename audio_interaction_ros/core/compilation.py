@@ -61,10 +61,12 @@ def resolve_compile(mode: str, device: torch.device, dtype: torch.dtype, quantiz
 
 
 class CompiledUnit(nn.Module):
-    """A compiled block that takes and returns (..., features): flattened to 2-D rows for the
-    compiled graph so that one dynamic dimension covers every call shape. Once warmed up, a
-    call that would need another graph raises instead of recompiling: the block's eager weights
-    are gone, so a second graph could only compute garbage."""
+    """A compiled block that takes and returns (..., features).
+
+    Flattened to 2-D rows for the compiled graph so that one dynamic dimension covers every call
+    shape. Once warmed up, a call that would need another graph raises instead of recompiling: the
+    block's eager weights are gone, so a second graph could only compute garbage.
+    """
 
     def __init__(self, block: nn.Module) -> None:
         super().__init__()
@@ -99,8 +101,10 @@ class _Identity(nn.Module):
 
 
 def compile_units(lm: nn.Module, encoder: nn.Module | None = None) -> list[CompiledUnit]:
-    """Replace the LM's MLPs (and the encoder's fc1/fc2 pairs) by CompiledUnits; nothing is
-    compiled until the units first run (``warm_up``)."""
+    """Replace the LM's MLPs (and the encoder's fc1/fc2 pairs) by CompiledUnits.
+
+    Nothing is compiled until the units first run (``warm_up``).
+    """
     units = []
     for layer in lm.model.layers:
         layer.mlp = CompiledUnit(layer.mlp)
@@ -122,8 +126,11 @@ def graphs() -> int:
 
 
 class compiling:
-    """Context for the first (compiling) calls of units: inductor's CPU GEMM settings and
-    size-oblivious dynamic rows; dynamo's per-function limit raised to one graph per unit."""
+    """Context for the first (compiling) calls of units.
+
+    inductor's CPU GEMM settings and size-oblivious dynamic rows; dynamo's per-function limit
+    raised to one graph per unit.
+    """
 
     def __init__(self, units: int) -> None:
         self._units = units
@@ -162,8 +169,10 @@ class WarmUp:
 
 def warm_up(units: list[CompiledUnit], dtype: torch.dtype, device: torch.device,
             rows: int = 13) -> WarmUp:
-    """Compile every unit now (one call each with ``rows`` rows: the listen block's 13 tune the
-    templates for the step that must keep up with the audio)."""
+    """Compile every unit now, with one call each with ``rows`` rows.
+
+    The listen block's 13 rows tune the templates for the step that must keep up with the audio.
+    """
     started, before = time.perf_counter(), graphs()
     with compiling(len(units)), torch.inference_mode():
         for unit in units:
@@ -180,8 +189,10 @@ def _in_features(block: nn.Module) -> int:
 
 def compile_model(lm: nn.Module, encoder: nn.Module, mode: str, device: torch.device,
                   dtype: torch.dtype, quantization: str, weight_bytes: int) -> tuple[bool, str]:
-    """Resolve ``mode``, and if it says so compile and warm up the units now; returns whether
-    the model is compiled and a line saying why / what it cost."""
+    """Resolve ``mode``, and if it says so compile and warm up the units now.
+
+    Returns whether the model is compiled and a line saying why / what it cost.
+    """
     enabled, reason = resolve_compile(mode, device, dtype, quantization, weight_bytes)
     if not enabled:
         return False, reason

@@ -1,5 +1,6 @@
-"""Build a network and fill it tensor by tensor, quantizing each linear layer as soon as its
-weights are in. No rclpy here.
+"""Build a network and fill it tensor by tensor, quantizing each linear layer once it is in.
+
+No rclpy here.
 
 Why not ``from_pretrained(state_dict=...)``: that needs the whole checkpoint in memory next to
 the model it builds (13.6 GB at the peak for the 3B model in bfloat16), and a quantized model
@@ -23,8 +24,11 @@ HEAD = "lm_head"  # the LM head: int8 in every quantized scheme (see quantizatio
 
 
 def build_empty(cls, config, dtype: torch.dtype, device: torch.device | str = "cpu") -> nn.Module:
-    """``cls`` from ``config`` with uninitialised parameters in ``dtype`` (non-persistent
-    buffers such as RoPE frequencies are computed by the constructors, as transformers does)."""
+    """Build ``cls`` from ``config`` with uninitialised parameters in ``dtype``.
+
+    Non-persistent buffers such as RoPE frequencies are computed by the constructors, as
+    transformers does.
+    """
     from transformers.initialization import no_init_weights
 
     with torch.device(device), no_init_weights():
@@ -44,11 +48,13 @@ def _replace(root: nn.Module, name: str, new: nn.Module) -> None:
 
 def fill_and_quantize(root: nn.Module, tensors: Iterable[tuple[str, torch.Tensor]], scheme: str,
                       device: torch.device, report: QuantizationReport, what: str) -> None:
-    """Assign ``tensors`` (name, value) to ``root``'s parameters and persistent buffers, in the
-    dtype each already has; every ``nn.Linear`` is replaced by its quantized form (built on
-    ``device``) once all its tensors are in. Anything missing, unknown or of the wrong shape
-    raises CheckpointError naming it; quantization happens only after all checks passed for the
-    layer's own tensors."""
+    """Assign ``tensors`` (name, value) to ``root``'s parameters and persistent buffers.
+
+    Each keeps the dtype it already has; every ``nn.Linear`` is replaced by its quantized form
+    (built on ``device``) once all its tensors are in. Anything missing, unknown or of the wrong
+    shape raises CheckpointError naming it; quantization happens only after all checks passed for
+    the layer's own tensors.
+    """
     expected = dict(root.state_dict(keep_vars=True))
     linears = {name: module for name, module in root.named_modules()
                if isinstance(module, nn.Linear)}
@@ -93,9 +99,11 @@ def fill_and_quantize(root: nn.Module, tensors: Iterable[tuple[str, torch.Tensor
 def quantize_modules(root: nn.Module, scheme: str, device: torch.device,
                      report: QuantizationReport,
                      fill: Callable[[str, nn.Linear], None] | None = None) -> None:
-    """Replace every ``nn.Linear`` of an already built ``root`` by its quantized form, one at a
-    time (``fill(name, linear)`` first writes its weights, e.g. random ones for the real-size
-    benchmark model), so that at most one dense layer exists beside the quantized ones."""
+    """Replace each ``nn.Linear`` of a built ``root`` by its quantized form, one at a time.
+
+    ``fill(name, linear)`` first writes its weights (e.g. random ones for the real-size benchmark
+    model), so that at most one dense layer exists beside the quantized ones.
+    """
     for name in [n for n, m in root.named_modules() if isinstance(m, nn.Linear)]:
         linear = root.get_submodule(name)
         if fill is not None:

@@ -1,7 +1,8 @@
-"""The network: transformers' Qwen2 decoder and Qwen2.5-Omni audio tower, loaded from the release
-layout, with the two calls the listen/speak loop needs (encode chunks; one forward for the rows
-of several sessions, rows.py). No rclpy here; no per-stream state either: sessions own their
-caches, so one model serves several sessions and streams.
+"""The network: transformers' Qwen2 decoder and Qwen2.5-Omni audio tower.
+
+Loaded from the release layout, with the two calls the listen/speak loop needs (encode chunks; one
+forward for the rows of several sessions, rows.py). No rclpy here; no per-stream state either:
+sessions own their caches, so one model serves several sessions and streams.
 """
 from __future__ import annotations
 
@@ -24,7 +25,10 @@ DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.
 
 
 def resolve_device(device: str = "auto") -> torch.device:
-    """``auto`` picks CUDA when present; asking for CUDA without one is an error, not a fallback."""
+    """Pick the device: ``auto`` is CUDA when present.
+
+    Asking for CUDA without one is an error, not a fallback.
+    """
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -44,8 +48,10 @@ def resolve_device(device: str = "auto") -> torch.device:
 
 
 def cpu_bf16_feature(cpuinfo: str | None = None) -> str | None:
-    """The CPU feature that makes bfloat16 matmuls fast here (``amx_bf16``, ``avx512_bf16`` on
-    x86; ``bf16`` on ARM), read from /proc/cpuinfo; None if there is none."""
+    """Return the CPU feature that makes bfloat16 matmuls fast here, or None if there is none.
+
+    ``amx_bf16``, ``avx512_bf16`` on x86; ``bf16`` on ARM; read from /proc/cpuinfo.
+    """
     if cpuinfo is None:
         try:
             with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
@@ -63,9 +69,12 @@ def cpu_bf16_feature(cpuinfo: str | None = None) -> str | None:
 
 
 def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
-    """``auto``: bfloat16 on a GPU that has it (as the authors ran), float16 on older GPUs;
-    on a CPU bfloat16 where it has native bf16 instructions (AMX / AVX512-BF16 on x86, bf16 on
-    ARM: 4.4x faster than float32 per decision on such a CPU), float32 otherwise."""
+    """Resolve ``dtype`` (a name, or ``auto``) to a torch dtype.
+
+    ``auto``: bfloat16 on a GPU that has it (as the authors ran), float16 on older GPUs; on a CPU
+    bfloat16 where it has native bf16 instructions (AMX / AVX512-BF16 on x86, bf16 on ARM: 4.4x
+    faster than float32 per decision on such a CPU), float32 otherwise.
+    """
     if dtype == "auto":
         if device.type == "cuda":
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -156,10 +165,12 @@ class AudioInteractionModel:
              dtype: str = "auto", cache_dir: str | None = None,
              local_files_only: bool | None = None, quantization: str = "none",
              compile: str = "auto") -> "AudioInteractionModel":
-        """Resolve, verify and load a checkpoint, quantizing its linear layers while they are
-        read (core/loading.py), then compile and warm up what ``compile`` asks for
-        (core/compilation.py); every failure is a CheckpointError/ValueError whose message
-        names the file or setting at fault."""
+        """Load a verified checkpoint, then compile and warm up what ``compile`` asks for.
+
+        Linear layers are quantized while they are read (core/loading.py); compilation is
+        core/compilation.py. Every failure is a CheckpointError/ValueError whose message names the
+        file or setting at fault.
+        """
         torch_device = resolve_device(device)
         torch_dtype = resolve_dtype(dtype, torch_device)
         check_supported(quantization, torch_device, torch_dtype)
@@ -213,7 +224,7 @@ class AudioInteractionModel:
 
     @torch.inference_mode()
     def encode(self, mel: torch.Tensor) -> torch.Tensor:
-        """Encoder features of whole chunks: mel (128, 40*n) -> (n, 10, width).
+        """Encode whole chunks: mel (128, 40*n) -> encoder features (n, 10, width).
 
         Each 40-frame chunk is its own window (``feature_lens=[40]*n``), as the model was trained;
         so encoding chunk by chunk equals encoding them together.
@@ -232,8 +243,10 @@ class AudioInteractionModel:
         return self._embed(torch.tensor(ids, dtype=torch.long, device=self.device))
 
     def new_cache(self, max_tokens: int | None = None) -> KVCache:
-        """An empty KV cache for one session, bounded by ``max_tokens`` positions (default: the
-        model's context length)."""
+        """Return an empty KV cache for one session, bounded by ``max_tokens`` positions.
+
+        The default bound is the model's context length.
+        """
         config = self.lm.config
         head_dim = getattr(config, "head_dim", None) or \
             config.hidden_size // config.num_attention_heads
@@ -242,9 +255,11 @@ class AudioInteractionModel:
 
     @torch.inference_mode()
     def forward(self, rows: Sequence[Row]) -> list[torch.Tensor]:
-        """One forward for several sessions (rows.py): each row's new tokens go into its own
-        cache at its own positions. Return, per row, the float32 logits at its last token over
-        ``row.head`` (the whole vocabulary when None, those ids only when a tuple).
+        """One forward for several sessions (rows.py).
+
+        Each row's new tokens go into its own cache at its own positions. Return, per row, the
+        float32 logits at its last token over ``row.head`` (the whole vocabulary when None, those
+        ids only when a tuple).
 
         The listen decision needs two of the LM head's 151,936 rows: reading only those saves
         ~10 % of the bytes of a listen step; their values are the full head's.
@@ -267,8 +282,11 @@ class AudioInteractionModel:
         return out
 
     def _head_columns(self, ids: tuple[int, ...]) -> torch.nn.Module:
-        """The LM head restricted to ``ids``, built once per id set. A head whose weight cannot
-        be indexed (a quantized tensor subclass) falls back to the full head, then indexing."""
+        """Return the LM head restricted to ``ids``, built once per id set.
+
+        A head whose weight cannot be indexed (a quantized tensor subclass) falls back to the full
+        head, then indexing.
+        """
         head = self._heads.get(ids)
         if head is None:
             full = self.lm.get_output_embeddings()

@@ -44,8 +44,11 @@ _ROW_BLOCK = 4096
 
 @contextlib.contextmanager
 def _quiet_import():
-    """torchao's CPU wheel logs that its CUDA extensions cannot load, and torch warns about an
-    enum it registers; neither matters to weight-only quantization."""
+    """Import torchao quietly.
+
+    Its CPU wheel logs that its CUDA extensions cannot load, and torch warns about an enum it
+    registers; neither matters to weight-only quantization.
+    """
     loggers = [logging.getLogger(name) for name in ("torchao", "torch.utils._pytree")]
     levels = [logger.level for logger in loggers]
     for logger in loggers:
@@ -171,8 +174,10 @@ QUANTIZED_LINEARS = (Int8Linear, Int4Linear)
 
 
 def linear_rows(module: nn.Module, index: torch.Tensor | list[int]) -> torch.Tensor:
-    """Rows ``index`` of a linear layer's weight, dense, whether or not it is quantized (the LM
-    head is a plain ``nn.Linear`` or an ``Int8Linear``)."""
+    """Return rows ``index`` of a linear layer's weight, dense, whether or not it is quantized.
+
+    The LM head is a plain ``nn.Linear`` or an ``Int8Linear``.
+    """
     if isinstance(module, Int8Linear):
         return module.weight_rows(index)
     if isinstance(module, nn.Linear):
@@ -181,7 +186,7 @@ def linear_rows(module: nn.Module, index: torch.Tensor | list[int]) -> torch.Ten
 
 
 def int4_group_size(in_features: int, out_features: int, device: torch.device) -> int | str:
-    """The int4 group size for a layer of this shape, or why the kernel cannot take it."""
+    """Return the int4 group size for a layer of this shape, or why the kernel cannot take it."""
     rows_multiple = 8 if device.type == "cuda" else 16
     if out_features % rows_multiple:
         return f"output features not a multiple of {rows_multiple}"
@@ -214,8 +219,10 @@ class QuantizationReport:
 
 def quantize_linear(linear: nn.Linear, scheme: str, device: torch.device,
                     report: QuantizationReport, head: bool = False) -> nn.Module:
-    """The replacement of ``linear`` under ``scheme``, built on ``device`` (the dense layer is
-    moved there first, so a GPU never holds more than one dense layer at a time)."""
+    """Return the replacement of ``linear`` under ``scheme``, built on ``device``.
+
+    The dense layer is moved there first, so a GPU never holds more than one dense layer at a time.
+    """
     if scheme == "none":
         report.count("dense")
         return linear

@@ -271,9 +271,11 @@ class Stream:
         return self._fifo.size / SAMPLE_RATE_HZ
 
     def pause(self) -> None:
-        """Take no more chunks or commands of this stream (its backlog and queued commands wait);
-        a chunk in progress, replies included, still ends (``busy`` says when). What a stopped
-        single-stream engine did, for one robot of a fleet whose node is deactivated."""
+        """Take no more chunks or commands of this stream (its backlog and queued commands wait).
+
+        A chunk in progress, replies included, still ends (``busy`` says when). What a stopped
+        single-stream engine did, for one robot of a fleet whose node is deactivated.
+        """
         with self._lock:
             self._paused = True
 

@@ -27,8 +27,11 @@ TASKS_FILES = {"one": None, "three": "three_tasks.yaml"}
 
 
 def config_file(name: str = "interaction.yaml") -> str:
-    """The installed config/<name>, or the source tree's when run from a checkout (or when the
-    installed package predates the file)."""
+    """Return the installed config/<name>, or the source tree's.
+
+    The source tree's is used when run from a checkout (or when the installed package predates the
+    file).
+    """
     try:
         from ament_index_python.packages import get_package_share_directory
 
@@ -77,8 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def ros_arguments(args: argparse.Namespace) -> list[str]:
-    """The --ros-args that launch would pass: params file(s; a later one overrides an earlier
-    one's keys), namespace, remappings."""
+    """Return the --ros-args that launch would pass.
+
+    Params file(s; a later one overrides an earlier one's keys), namespace, remappings.
+    """
     ros = ["--ros-args", "--params-file", args.params_file or config_file()]
     if TASKS_FILES[args.tasks]:
         ros += ["--params-file", config_file(TASKS_FILES[args.tasks])]
@@ -156,8 +161,11 @@ def _source_node(args: argparse.Namespace):
 
 
 def _finished(source, nodes):
-    """For ``--exit-when-done``: true once the files are played, the engine has consumed what it
-    could and nothing has been left to say for a second."""
+    """For ``--exit-when-done``.
+
+    True once the files are played, the engine has consumed what it could and nothing has been left
+    to say for a second.
+    """
     quiet_since = None
 
     def finished() -> bool:

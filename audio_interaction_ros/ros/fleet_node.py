@@ -1,4 +1,4 @@
-"""``fleet_node``: one model serving several robots (a GPU server listening for a fleet).
+r"""``fleet_node``: one model serving several robots (a GPU server listening for a fleet).
 
 Parameter ``robots`` (a list of namespaces; config/fleet.yaml) on the fleet's own node,
 ``audio_interaction_fleet``.
@@ -13,7 +13,7 @@ node reports that step on /diagnostics (rows per forward, its cost). One process
 a thread per robot takes that robot's callbacks, so a robot whose callbacks are busy (a flood of
 audio) does not hold up another's.
 
-    ros2 run audio_interaction_ros fleet_node --ros-args -p robots:="[robot1, robot2]" \\
+    ros2 run audio_interaction_ros fleet_node --ros-args -p robots:="[robot1, robot2]" \
         --params-file config/interaction.yaml -p model:=zhifeixie/AudioInteraction
 
 Parameters given to the process (``-p``, ``--params-file`` with ``/**/audio_interaction``) reach
@@ -36,8 +36,10 @@ FLEET_NODE_NAME = "audio_interaction_fleet"
 
 
 def robot_namespaces(robots: list[str]) -> list[str]:
-    """Absolute namespaces of ``robots`` (``robot1`` -> ``/robot1``); ValueError with the reason
-    for an empty list, an invalid name or a robot named twice."""
+    """Absolute namespaces of ``robots`` (``robot1`` -> ``/robot1``).
+
+    ValueError with the reason for an empty list, an invalid name or a robot named twice.
+    """
     if not robots:
         raise ValueError("robots is empty: name the robots' namespaces, e.g. "
                          "robots:=\"[robot1, robot2]\"")
@@ -79,9 +81,11 @@ class FleetNode(Node):
                                + ", ".join(r.get_fully_qualified_name() for r in self.robots))
 
     def _publish_diagnostics(self) -> None:
-        """The shared batched step: how many rows (sessions of all robots, replies included)
-        each forward carried and what it cost. Each robot's own figures are in its node's
-        status."""
+        """Publish the shared batched step on /diagnostics.
+
+        How many rows (sessions of all robots, replies included) each forward carried and what it
+        cost. Each robot's own figures are in its node's status.
+        """
         values = {"robots": str(len(self.robots))}
         engines = self.models.engines
         for k, engine in enumerate(engines):

@@ -49,8 +49,11 @@ class InteractionNode(ManagedNodeMixin, LifecycleNode):
 
     def __init__(self, node_name: str = "audio_interaction", *,
                  models: ModelHost | None = None, **kwargs) -> None:
-        """``models``: where configure gets the model; fleet_node passes one host to every
-        robot's node so that they share it (default: a host of this node's own)."""
+        """Build the node; ``models`` is where configure gets the model.
+
+        fleet_node passes one host to every robot's node so that they share it (default: a host of
+        this node's own).
+        """
         self._models = models or ModelHost()
         self._shared: Engine | None = None  # the host's engine; this node is one stream of it
         self._engine: Stream | None = None
@@ -88,7 +91,7 @@ class InteractionNode(ManagedNodeMixin, LifecycleNode):
 
     @property
     def engine(self) -> Stream | None:
-        """The running engine (None unless configured); for bringup and tests."""
+        """Return the running engine, or None unless configured; for bringup and tests."""
         return self._engine
 
     # ---------------------------------------------------------------- parameters
@@ -198,8 +201,10 @@ class InteractionNode(ManagedNodeMixin, LifecycleNode):
                             dtype=self._param("dtype"), cache_dir=self._param("hf_cache_dir"))
 
     def _release_model(self) -> None:
-        """Leave the shared engine (this node's stream first) and let the host free the model
-        once no node uses it."""
+        """Leave the shared engine (this node's stream first).
+
+        The host frees the model once no node uses it.
+        """
         shared, stream = self._shared, self._engine
         self._shared, self._engine, self._model = None, None, None
         if shared is None:
@@ -210,7 +215,7 @@ class InteractionNode(ManagedNodeMixin, LifecycleNode):
             self.get_logger().warning("engine thread did not stop within 30 s (long reply?)")
 
     def _open_hri_voice(self) -> HriVoice | None:
-        """The ros4hri voice (hri_voice_id), fed by the transcript sessions."""
+        """Open the ros4hri voice (hri_voice_id), fed by the transcript sessions."""
         voice_id = self._param("hri_voice_id")
         if not voice_id:
             return None
@@ -223,8 +228,10 @@ class InteractionNode(ManagedNodeMixin, LifecycleNode):
         return HriVoice(self, voice_id, sessions, lambda: self._param("locale"))
 
     def _open_instruction_voice(self) -> Voice:
-        """The voice that speaks typed instructions into the stream, at the model's 16 kHz.
-        160 words a minute on espeak-ng (what the toy model learnt from)."""
+        """Open the voice that speaks typed instructions into the stream, at the model's 16 kHz.
+
+        160 words a minute on espeak-ng (what the toy model learnt from).
+        """
         return open_voice(VoiceConfig(
             backend=self._param("tts_backend"), voice=self._param("tts_voice"),
             sample_rate_hz=SAMPLE_RATE_HZ, threads=1,
@@ -322,7 +329,7 @@ class InteractionNode(ManagedNodeMixin, LifecycleNode):
                                    f"{fmt.sample_format}, {fmt.coding_format or 'pcm'}")
 
     def _on_audio(self, msg) -> None:
-        """An audio message of the installed variant, stamped or not (ros/audio_input.py)."""
+        """Take an audio message of the installed variant, stamped or not (ros/audio_input.py)."""
         engine, ingest, variant = self._engine, self._ingest, self._variant
         if engine is None or ingest is None or variant is None:
             return
@@ -365,8 +372,10 @@ class InteractionNode(ManagedNodeMixin, LifecycleNode):
         self._robot_speaking = bool(msg.data)
 
     def _instruct(self, name: str) -> None:
-        """Give session ``name`` its instruction (audio file, spoken text or text turn); it
-        replaces the previous one, and the same one again (re-activation) is not repeated."""
+        """Give session ``name`` its instruction (audio file, spoken text or text turn).
+
+        It replaces the previous one, and the same one again (re-activation) is not repeated.
+        """
         if self._engine is None:
             return
         audio_file = self._param(f"{name}.instruction_audio")
@@ -410,7 +419,7 @@ class InteractionNode(ManagedNodeMixin, LifecycleNode):
 
     # ---------------------------------------------------------------- outputs (engine thread)
     def _on_event(self, event: Event) -> None:
-        """Called on the engine thread for every event; publishing is thread-safe in rclpy."""
+        """Handle every event, on the engine thread; publishing is thread-safe in rclpy."""
         self._event_counts[type(event).__name__] += 1
         try:
             self._publish_event(event)
@@ -456,8 +465,11 @@ class InteractionNode(ManagedNodeMixin, LifecycleNode):
             self._publish_replying_ended()  # a failure may have abandoned a reply
 
     def _publish_replying_ended(self) -> None:
-        """False on ``~/is_replying`` once no session is replying: sessions reply together
-        (batched), so one reply's end is not the end of replying (engine thread)."""
+        """Publish False on ``~/is_replying`` once no session is replying.
+
+        Sessions reply together (batched), so one reply's end is not the end of replying (engine
+        thread).
+        """
         engine = self._engine
         if engine is None or not any(engine.session(n).speaking for n in engine.session_names):
             self._out_pubs["is_replying"].publish(Bool(data=False))
@@ -471,8 +483,10 @@ class InteractionNode(ManagedNodeMixin, LifecycleNode):
         return rclpy.time.Time(nanoseconds=int((origin + gaps + stream_time_s) * 1e9)).to_msg()
 
     def _publish_live_speech(self, session: str, msg: LiveSpeech) -> None:
-        """On the output kind's topic (all sessions of that kind) and the session's own. The
-        header's frame_id is the microphone's (the audio's frame_id), as a perception result."""
+        """On the output kind's topic (all sessions of that kind) and the session's own.
+
+        The header's frame_id is the microphone's (the audio's frame_id), as a perception result.
+        """
         self._out_pubs[self._outputs.get(session, "reply")].publish(msg)
         self._session_pubs[session].publish(msg)
 

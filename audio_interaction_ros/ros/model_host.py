@@ -37,9 +37,11 @@ class _Loaded:
 
 
 class ModelHost:
-    """The models of one process, each with its engine (running on its own thread), held while
-    at least one node uses it. Thread-safe: a robot that configures while another one loads
-    waits for that load and shares its model."""
+    """The models of one process, each with its engine, held while at least one node uses it.
+
+    Each engine runs on its own thread. Thread-safe: a robot that configures while another one
+    loads waits for that load and shares its model.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -48,9 +50,11 @@ class ModelHost:
 
     def acquire(self, request: ModelRequest,
                 load: Callable[[], AudioInteractionModel]) -> tuple[Engine, bool]:
-        """The running engine of the model ``request`` names (``engine.model``: the model),
-        and whether the model was loaded just now (by ``load``, whose exceptions propagate:
-        nothing is held then). Add the node's stream to it with ``add_stream``."""
+        """Return the engine of the model ``request`` names, and whether it was loaded just now.
+
+        ``engine.model`` is the model; it is loaded by ``load``, whose exceptions propagate
+        (nothing is held then). Add the node's stream to it with ``add_stream``.
+        """
         with self._lock:
             entry = self._loaded.get(request)
             fresh = entry is None
@@ -63,9 +67,11 @@ class ModelHost:
             return entry.engine, fresh
 
     def release(self, engine: Engine) -> bool:
-        """One user less (its streams removed already); the last one's release stops the engine
-        and frees the model (GPU memory included once nothing else refers to it). False if the
-        engine's thread did not end within ENGINE_STOP_S."""
+        """One user less (its streams removed already).
+
+        The last one's release stops the engine and frees the model (GPU memory included once
+        nothing else refers to it). False if the engine's thread did not end within ENGINE_STOP_S.
+        """
         with self._lock:
             for request, entry in self._loaded.items():
                 if entry.engine is engine:

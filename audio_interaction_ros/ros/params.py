@@ -1,10 +1,10 @@
-"""The parameters of the package's nodes (both lifecycle nodes, and fleet_node's own), declared
-once: name, default, description, constraints.
+"""The parameters of the package's nodes, declared once: name, default, description, constraints.
 
-Each lifecycle node's table is declared and validated by ``lifecycle.ManagedNodeMixin``, and
-``tools/write_config.py`` writes it into ``config/<node>.yaml`` (a test checks they agree), so a
-new parameter is added here and nowhere else. Static parameters are read on configure; ``dynamic``
-ones also apply while the node is active.
+Both lifecycle nodes and fleet_node's own. Each lifecycle node's table is declared and validated
+by ``lifecycle.ManagedNodeMixin``, and ``tools/write_config.py`` writes it into
+``config/<node>.yaml`` (a test checks they agree), so a new parameter is added here and nowhere
+else. Static parameters are read on configure; ``dynamic`` ones also apply while the node is
+active.
 """
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ class Param:
 
 
 def descriptor(p: Param):
-    """The ROS ParameterDescriptor of ``p``: description, choices, range, read-only."""
+    """Return the ROS ParameterDescriptor of ``p``: description, choices, range, read-only."""
     from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 
     result = ParameterDescriptor(description=p.description, read_only=p.read_only)
@@ -196,14 +196,17 @@ SPEECH_PARAMS: tuple[Param, ...] = (
 
 @dataclass(frozen=True)
 class ParamTable:
-    """All parameters of one node: its own, and (interaction node) one block per session,
-    ``<session>.<name>``, for each name listed in the node parameter ``sessions``."""
+    """All parameters of one node.
+
+    Its own, and (interaction node) one block per session, ``<session>.<name>``, for each name
+    listed in the node parameter ``sessions``.
+    """
 
     node: tuple[Param, ...]
     per_session: tuple[Param, ...] = ()
 
     def lookup(self, name: str) -> Param | None:
-        """The Param of a node parameter or of a session parameter ``<session>.<key>``."""
+        """Return the Param of a node parameter or of a session parameter ``<session>.<key>``."""
         for p in self.node:
             if p.name == name:
                 return p

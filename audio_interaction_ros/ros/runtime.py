@@ -1,6 +1,8 @@
-"""How every executable of this package runs its nodes (Humble-compatible: no rclpy.init context
-manager): init, build, optionally configure+activate a lifecycle node, spin, and always clean up.
-A node that cannot be built (a bad parameter value included) prints one error line and exits 2.
+"""How every executable of this package runs its nodes, Humble-compatible.
+
+No rclpy.init context manager: init, build, optionally configure+activate a lifecycle node,
+spin, and always clean up. A node that cannot be built (a bad parameter value included) prints
+one error line and exits 2.
 
 Stopping. rclpy's own signal handler shuts the context down the moment SIGINT arrives, so a
 node's teardown could no longer publish its last state (the speech node's ``is_speaking: false``,
@@ -73,10 +75,12 @@ def run(make_node: Callable[[], Node], program: str, args: list[str] | None = No
 def run_nodes(make_nodes: Callable[[], list[Node]], program: str,
               args: list[str] | None = None,
               build_errors: tuple[type[Exception], ...] = BUILD_ERRORS) -> int:
-    """``run`` for the nodes of one process (fleet_node): one executor, with a thread per node
-    when there are several (each node's callbacks are mutually exclusive, so one node's slow
-    callback holds up no other node); each lifecycle node with ``autostart`` is configured and
-    activated; all are torn down at the end, the last built first."""
+    """``run`` for the nodes of one process (fleet_node).
+
+    One executor, with a thread per node when there are several (each node's callbacks are mutually
+    exclusive, so one node's slow callback holds up no other node); each lifecycle node with
+    ``autostart`` is configured and activated; all are torn down at the end, the last built first.
+    """
     stop = init(args)
     try:
         nodes = make_nodes()
@@ -107,9 +111,12 @@ def run_nodes(make_nodes: Callable[[], list[Node]], program: str,
 
 
 def close(nodes: list[Node], executor: Executor) -> None:
-    """Stop the executor, tear the nodes down (last built first) while the context is still
-    valid, then shut rclpy down. A further signal cuts a node's wait for its worker threads short
-    (its teardown still releases publishers and files) and the next node is closed."""
+    """Stop the executor, tear the nodes down (last built first), then shut rclpy down.
+
+    The nodes are torn down while the context is still valid. A further signal cuts a node's wait
+    for its worker threads short (its teardown still releases publishers and files) and the next
+    node is closed.
+    """
     try:
         executor.shutdown()
     except KeyboardInterrupt:

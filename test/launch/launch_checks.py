@@ -1,5 +1,7 @@
-"""What the launch tests share: discovery kept local, a greedy parameter file and the checks
-after shutdown."""
+"""What the launch tests share.
+
+Discovery kept local, a greedy parameter file and the checks after shutdown.
+"""
 from __future__ import annotations
 
 import os
@@ -12,8 +14,10 @@ CONFIG = Path(__file__).resolve().parents[2] / "config" / "interaction.yaml"
 
 
 def isolate_discovery() -> None:
-    """Discovery stays on this machine, in a domain of its own (as test/ros/conftest.py does);
-    the launched processes inherit this environment."""
+    """Discovery stays on this machine, in a domain of its own (as test/ros/conftest.py does).
+
+    The launched processes inherit this environment.
+    """
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")  # Jazzy and later
     if os.environ.get("ROS_DISTRO") == "humble":
         os.environ.setdefault("ROS_LOCALHOST_ONLY", "1")
@@ -21,7 +25,7 @@ def isolate_discovery() -> None:
 
 
 def greedy_params_file(directory: Path) -> Path:
-    """The package's parameter file with temperature 0 (greedy replies: a deterministic test)."""
+    """Return the package's parameter file at temperature 0 (greedy: a deterministic test)."""
     config = yaml.safe_load(CONFIG.read_text())
     for node in config.values():  # whatever the node key is (audio_interaction, /**/...)
         node["ros__parameters"]["temperature"] = 0.0
@@ -31,9 +35,12 @@ def greedy_params_file(directory: Path) -> Path:
 
 
 class CleanShutdown:
-    """Mix into a ``post_shutdown_test`` TestCase: after launch stopped every process with SIGINT,
-    all exited 0 and none printed a traceback. (A mixin, not a TestCase: launch_testing would run
-    a TestCase it finds in a test module while the launch is still up.)"""
+    """Mix into a ``post_shutdown_test`` TestCase.
+
+    After launch stopped every process with SIGINT, all exited 0 and none printed a traceback. (A
+    mixin, not a TestCase: launch_testing would run a TestCase it finds in a test module while the
+    launch is still up.)
+    """
 
     def test_exit_codes(self, proc_info):
         launch_testing.asserts.assertExitCodes(proc_info)
