@@ -77,7 +77,11 @@ class CompiledUnit(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         stance = "fail_on_recompile" if self.warm else "default"
         with torch.inference_mode(), torch.compiler.set_stance(stance):
-            y = self.compiled(x.reshape(-1, x.shape[-1]).contiguous())
+            rows = x.reshape(-1, x.shape[-1])
+            # the graph guards on the input being an inference tensor, contiguous
+            rows = rows.contiguous() if rows.is_inference() else \
+                rows.clone(memory_format=torch.contiguous_format)
+            y = self.compiled(rows)
         return y.reshape(*x.shape[:-1], y.shape[-1])
 
 
@@ -143,10 +147,13 @@ class compiling:
         import torch._inductor.config as inductor_config
         import torch.fx.experimental._config as fx_config
 
-        # all units of one class share a code object, and dynamo counts graphs per code object
-        dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, self._units + 1)
+        # All units of one class share a code object, and dynamo counts graphs per code object
+        # (past the limit it runs the function eagerly). Graphs compiled before (another model in
+        # this process) count too: the limit leaves room for one more graph per unit.
+        room = graphs() + self._units + 1
+        dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, room)
         dynamo_config.accumulated_recompile_limit = max(
-            dynamo_config.accumulated_recompile_limit, 2 * self._units + 1)
+            dynamo_config.accumulated_recompile_limit, room)
         self._stack = contextlib.ExitStack()
         self._stack.enter_context(warnings.catch_warnings())
         warnings.filterwarnings("ignore", message="TypedStorage is deprecated")  # autotuner's
@@ -183,8 +190,8 @@ def warm_up(units: list[CompiledUnit], dtype: torch.dtype, device: torch.device,
 
 
 def _in_features(block: nn.Module) -> int:
-    first = getattr(block, "gate_proj", None) or getattr(block, "fc1")
-    return first.in_features
+    """Input width of a unit: that of its first linear layer (dense or quantized)."""
+    return next(m.in_features for m in block.modules() if hasattr(m, "in_features"))
 
 
 def compile_model(lm: nn.Module, encoder: nn.Module, mode: str, device: torch.device,

@@ -7,7 +7,7 @@ import torch
 
 from audio_interaction_ros.core.audio import read_audio_file
 from audio_interaction_ros.core.compilation import (AUTO_MIN_WEIGHT_BYTES, CompiledUnit, graphs,
-                                                    resolve_compile)
+                                                    resolve_compile, warm_up)
 from audio_interaction_ros.core.engine import Engine, EngineConfig
 from audio_interaction_ros.core.events import ContextRebuilt, Decision, EngineError, ReplyDone
 from audio_interaction_ros.core.model import AudioInteractionModel
@@ -37,6 +37,22 @@ def test_which_setting_compiles(mode, device, dtype, scheme, size, expected):
 def test_unknown_compile_setting_is_a_clear_error(fixture_dir):
     with pytest.raises(ValueError, match="'yes' is not one of auto, true, false"):
         AudioInteractionModel.load(fixture_dir / "ckpt", device="cpu", compile="yes")
+
+
+def test_every_unit_gets_its_graph_past_dynamos_limit(monkeypatch):
+    """Units of one class share a code object; past dynamo's per-function limit they would run
+    eagerly without a word. Warm-up makes room, also for graphs compiled before it."""
+    import torch._dynamo.config as dynamo_config
+
+    monkeypatch.setattr(dynamo_config, "recompile_limit", 1)
+    units = [CompiledUnit(torch.nn.Sequential(torch.nn.Linear(32, 16))) for _ in range(3)]
+    x = torch.randn(5, 32)
+    with torch.inference_mode():
+        want = [unit.block(x) for unit in units]
+    result = warm_up(units, torch.float32, CPU, rows=2)
+    assert result.units == result.graphs == 3
+    for unit, expected in zip(units, want):
+        torch.testing.assert_close(unit(x), expected)
 
 
 def ten_minutes(audio_dir) -> np.ndarray:
