@@ -73,11 +73,13 @@ def quality() -> list[str]:
                             f"{row['clips_with_identical_replies']} |")
     realdim = _load("quantization_quality_realdim.json")
     if realdim:
-        rows += ["", "| real dimensions, random weights | relative logits error median / max "
-                 "| top-1 token agreement | listen |d log-odds| median |", "|---|---|---|---|"]
+        rows += ["", "| real dimensions, random weights | one MLP's output error median / max "
+                 "| logits error median / max | top-1 token agreement | listen |d log-odds| "
+                 "median |", "|---|---|---|---|---|"]
         for scheme, row in realdim["schemes"].items():
-            err = row["relative_logits_error"]
-            rows.append(f"| {scheme} | {err['median']} / {err['max']} | "
+            err, mlp = row["relative_logits_error"], row.get("relative_mlp_output_error", {})
+            rows.append(f"| {scheme} | {mlp.get('median')} / {mlp.get('max')} | "
+                        f"{err['median']} / {err['max']} | "
                         f"{row['top1_agreement'] * 100:.0f} % | "
                         f"{row['listen_log_odds_deviation']['median']} |")
     return rows

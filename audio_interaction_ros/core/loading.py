@@ -12,6 +12,7 @@ any missing, unexpected or mis-shaped tensor is a CheckpointError that names it.
 """
 from __future__ import annotations
 
+import ctypes
 from collections.abc import Callable, Iterable
 
 import torch
@@ -44,6 +45,16 @@ def _replace(root: nn.Module, name: str, new: nn.Module) -> None:
     if new is not root.get_submodule(name):
         owner, attr = _split(name)
         setattr(root.get_submodule(owner) if owner else root, attr, new)
+
+
+def release_freed_memory() -> None:
+    """Hand the memory freed while quantizing back to the system: glibc keeps freed heap blocks
+    (measured: 0.75 GB left resident after an int4 load at the real dimensions). Elsewhere a
+    no-op."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def fill_and_quantize(root: nn.Module, tensors: Iterable[tuple[str, torch.Tensor]], scheme: str,
@@ -89,6 +100,7 @@ def fill_and_quantize(root: nn.Module, tensors: Iterable[tuple[str, torch.Tensor
                 _replace(root, owner, quantize_linear(module, scheme, device, report,
                                                       head=owner == HEAD))
                 del waiting[owner]
+    release_freed_memory()
     problems["missing_keys"] = sorted(set(expected) - done)
     problems = {key: value for key, value in problems.items() if value}
     if problems:
@@ -109,3 +121,4 @@ def quantize_modules(root: nn.Module, scheme: str, device: torch.device,
         if fill is not None:
             fill(name, linear)
         _replace(root, name, quantize_linear(linear, scheme, device, report, head=name == HEAD))
+    release_freed_memory()
