@@ -163,8 +163,10 @@ def realdim_logits(model, steps: int, seed: int) -> list[torch.Tensor]:
 
 @torch.inference_mode()
 def mlp_outputs(model, seed: int) -> list[torch.Tensor]:
-    """Each decoder layer's MLP on the same 13 random rows: the error one quantized layer makes,
-    before 36 random layers amplify it."""
+    """Run each decoder layer's MLP on the same 13 random rows.
+
+    That is the error one quantized layer makes, before 36 random layers amplify it.
+    """
     x = torch.randn(13, model.embed_dim, generator=torch.Generator().manual_seed(seed))
     return [layer.mlp(x.to(model.dtype)).float() for layer in model.lm.model.layers]
 

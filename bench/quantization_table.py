@@ -1,6 +1,6 @@
 """Markdown tables of the quantization results in bench/results (what README.md shows).
 
-    python bench/quantization_table.py
+Run: ``python bench/quantization_table.py``.
 """
 from __future__ import annotations
 
