@@ -104,7 +104,10 @@ def test_interaction_node_interrupted_while_answering(observer, toy_model_dir, t
     audio_pub = node.create_publisher(AudioDataStamped, "audio", qos.AUDIO_RELIABLE)
     interaction = Process(tmp_path, "audio_interaction_ros.ros.interaction_node", "--ros-args",
                           "-p", f"model:={toy_model_dir}", "-p", "device:=cpu",
-                          "-p", "max_backlog_s:=60.0")
+                          "-p", "max_backlog_s:=60.0",
+                          # the bursts below must all arrive: a best-effort reader in another
+                          # process can lose what overflows its socket (seen under load)
+                          "-p", "audio_reliable:=true")
     clip = np.tile(beep_clip(48000, 2), (4, 1))  # 11.2 s: four beeps, each one answered
     stamp_ns = node.get_clock().now().nanoseconds
 
