@@ -3,7 +3,7 @@
 # were run (one flock: nothing else heavy runs meanwhile; 2 torch threads; each JSON records the
 # machine and its load). About an hour on a 2-core CPU; needs ~9 GB of free memory and ~9 GB of
 # disk in /tmp. Usage: flock /tmp/heavy.lock bench/quantization_runs.sh [step ...]
-set -euo pipefail
+set -uo pipefail  # one failed run does not stop the others
 cd "$(dirname "$0")"
 PY=${PYTHON:-../.venv/bin/python}
 OUT=results
@@ -17,6 +17,7 @@ quiet() {
   done
 }
 for step in $steps; do
+  echo "== $step $(date -u +%FT%TZ) load $(cut -d' ' -f1-3 /proc/loadavg)"
   case $step in
     kernels)
       quiet
@@ -38,4 +39,5 @@ for step in $steps; do
       $PY load_memory.py --json $OUT/load_memory_real.json ;;
     *) echo "unknown step $step" >&2; exit 2 ;;
   esac
+  echo "== $step done: exit $?"
 done

@@ -10,8 +10,13 @@ from pathlib import Path
 from common import RESULTS
 
 SCHEMES = ("none", "int8", "int4")
-REFERENCE_LISTEN_MS = 349.0  # the authors' step, context 100 (issue 10, same kind of machine)
-REFERENCE_TOKEN_MS = 327.0
+BASELINE = "step_latency_real_cpu_bfloat16_none_compile_false.json"  # eager bf16: the package's
+# step before quantization and compilation, which measured x1.00 against the authors' own step
+
+
+def _gb(mib: float) -> str:
+    """/proc and the benchmarks count MiB; the README's sizes are GB (1e9 bytes)."""
+    return f"{mib * 2**20 / 1e9:.2f} GB"
 
 
 def _load(name: str) -> dict | None:
@@ -20,6 +25,11 @@ def _load(name: str) -> dict | None:
 
 
 def steps() -> list[str]:
+    base = _load(BASELINE)
+    if base is None:
+        return []
+    base_ctx = {c["context_tokens"]: c for c in base["contexts"]}
+    base_listen, base_token = (base_ctx[100][k]["p50_ms"] for k in ("lm_listen", "reply_token"))
     rows = ["| quantization, compile | weights | RSS | encoder | LM listen (stream) | LM listen, "
             "ctx 100 / 1000 | decision p50 / p95 | reply token, ctx 100 | load avg |",
             "|---|---|---|---|---|---|---|---|---|"]
@@ -33,12 +43,12 @@ def steps() -> list[str]:
             token = ctx[100]["reply_token"]["p50_ms"] if 100 in ctx else float("nan")
             rows.append(
                 f"| {scheme}, compile {compiled} | {run['model']['weight_bytes'] / 1e9:.2f} GB | "
-                f"{run['memory_mb']['end']['VmRSS'] / 1024:.1f} GB | "
+                f"{_gb(run['memory_mb']['end']['VmRSS'])} | "
                 f"{stream['encoder']['p50_ms']:.0f} ms | {stream['lm_listen']['p50_ms']:.0f} ms | "
                 f"{' / '.join(f'{x:.0f}' for x in listen)} ms "
-                f"(x{REFERENCE_LISTEN_MS / listen[0]:.2f}) | "
+                f"(x{base_listen / listen[0]:.2f}) | "
                 f"{stream['decision']['p50_ms']:.0f} / {stream['decision']['p95_ms']:.0f} ms | "
-                f"{token:.0f} ms (x{REFERENCE_TOKEN_MS / token:.2f}) | "
+                f"{token:.0f} ms (x{base_token / token:.2f}) | "
                 f"{run['machine']['loadavg_1_5_15'][0]:.1f} -> {run['loadavg_after'][0]:.1f} |")
     return rows
 
@@ -62,8 +72,8 @@ def quality() -> list[str]:
     rows = []
     trained = _load("quantization_quality_trained.json")
     if trained:
-        rows += ["| model | scheme | chunks | decisions agreeing | |d log-odds| median / p95 / "
-                 "max | identical replies |", "|---|---|---|---|---|---|"]
+        rows += ["| model | scheme | chunks | decisions agreeing | log-odds deviation median / "
+                 "p95 / max | identical replies |", "|---|---|---|---|---|---|"]
         for model, schemes in trained["models"].items():
             for scheme, row in schemes.items():
                 dev = row["log_odds_deviation"]
@@ -74,8 +84,8 @@ def quality() -> list[str]:
     realdim = _load("quantization_quality_realdim.json")
     if realdim:
         rows += ["", "| real dimensions, random weights | one MLP's output error median / max "
-                 "| logits error median / max | top-1 token agreement | listen |d log-odds| "
-                 "median |", "|---|---|---|---|---|"]
+                 "| logits error median / max | top-1 token agreement | listen log-odds "
+                 "deviation median |", "|---|---|---|---|---|"]
         for scheme, row in realdim["schemes"].items():
             err, mlp = row["relative_logits_error"], row.get("relative_mlp_output_error", {})
             rows.append(f"| {scheme} | {mlp.get('median')} / {mlp.get('max')} | "
@@ -89,12 +99,12 @@ def memory() -> list[str]:
     run = _load("load_memory_real.json")
     if run is None:
         return []
-    rows = ["| loading as | weights kept | peak RssAnon | peak VmHWM (incl. mapped shards) | "
-            "load time |", "|---|---|---|---|---|"]
+    rows = ["| loading as | weights kept | peak RssAnon | RssAnon after | peak VmHWM (incl. "
+            "mapped shards) | load time |", "|---|---|---|---|---|---|"]
     for load in run["loads"]:
-        rows.append(f"| {load['scheme']} | {load['weight_mb'] / 1024:.2f} GB | "
-                    f"{load['peak_mb']['RssAnon'] / 1024:.2f} GB | "
-                    f"{load['peak_mb']['VmHWM'] / 1024:.2f} GB | {load['load_s']:.0f} s |")
+        rows.append(f"| {load['scheme']} | {_gb(load['weight_mb'])} | "
+                    f"{_gb(load['peak_mb']['RssAnon'])} | {_gb(load['after_load_mb']['RssAnon'])} "
+                    f"| {_gb(load['peak_mb']['VmHWM'])} | {load['load_s']:.0f} s |")
     return rows
 
 
