@@ -16,6 +16,11 @@ from pathlib import Path
 
 import pytest
 
+try:
+    import av as _PYAV
+except ImportError:  # a hand-made environment; requirements.txt has it
+    _PYAV = None
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("AUDIO_INTERACTION_SHARED", REPO.parent / "shared"))
 FIXTURE = SHARED / "fixtures" / "tiny-beep"
@@ -168,3 +173,37 @@ def gpu_out_of_memory(monkeypatch):
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(torch.nn.Module, "to", to)
+
+
+def mp3_packets(pcm, rate: int, bitrate: int = 32000) -> list[tuple[bytes, float]]:
+    """MP3 as ros-drivers' audio_capture hands it out: lamemp3enc's buffers and their times.
+
+    LAME at a constant ``bitrate`` (PyAV's libmp3lame), one buffer per MP3 frame, each with the
+    time of the audio it encodes (seconds from the start; the encoder's priming is negative).
+    ``pcm``: int16 mono.
+    """
+    import numpy as np
+
+    av = _PYAV  # bound at import: tests that hide PyAV from the node still play MP3
+    if av is None:
+        pytest.skip("PyAV is not installed (pip install -r requirements.txt)")
+
+    encoder = av.CodecContext.create("libmp3lame", "w")
+    encoder.sample_rate, encoder.layout, encoder.format = rate, "mono", "s16p"
+    encoder.bit_rate = bitrate
+    encoder.open()
+    frames = []
+    step = encoder.frame_size
+    for start in range(0, len(pcm) + step, step):  # the last pass flushes
+        piece = np.asarray(pcm[start:start + step], np.int16)
+        if len(piece) == 0:
+            frames.append(None)
+            break
+        frame = av.AudioFrame.from_ndarray(piece[None, :], format="s16p", layout="mono")
+        frame.sample_rate, frame.pts = rate, start
+        frames.append(frame)
+    packets = []
+    for frame in frames:
+        for packet in encoder.encode(frame):
+            packets.append((bytes(packet), float(packet.pts * packet.time_base)))
+    return packets

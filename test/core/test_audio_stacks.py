@@ -166,3 +166,50 @@ def test_without_a_decoder_mp3_is_refused_once_with_the_fix(monkeypatch):
     out = ingest.convert(np.zeros(417, np.uint8))
     assert out.samples is None and "format:=wave" in out.notes[0][1]
     assert ingest.counts["unsupported_format"] == 2
+
+
+def stamped_pieces(packets: list[tuple[bytes, float]], frames_per_message: int,
+                   piece_bytes: int | None) -> list[tuple[bytes, float]]:
+    """Messages of whole MP3 frames, or of ``piece_bytes`` cut anywhere, stamped with the time
+    of the audio their first byte belongs to (as a capture driver stamps them)."""
+    if piece_bytes is None:
+        return [(b"".join(data for data, _ in packets[i:i + frames_per_message]), packets[i][1])
+                for i in range(0, len(packets), frames_per_message)]
+    data = b"".join(data for data, _ in packets)
+    starts = np.cumsum([0] + [len(d) for d, _ in packets[:-1]])
+    times = [t for _, t in packets]
+    return [(data[i:i + piece_bytes], float(np.interp(i, starts, times)))
+            for i in range(0, len(data), piece_bytes)]
+
+
+@pytest.mark.parametrize("rate, frames_per_message, piece_bytes", [
+    pytest.param(16000, 1, None, id="16k-a-frame-per-message"),
+    pytest.param(44100, 3, None, id="44k-3-frames-per-message"),
+    pytest.param(16000, 1, 432, id="16k-cut-every-432-bytes"),
+    pytest.param(48000, 1, 97, id="48k-cut-every-97-bytes"),
+])
+def test_stamped_mp3_is_continuous_and_a_real_pause_is_one_gap(rate, frames_per_message,
+                                                               piece_bytes):
+    """Stamped MP3 reports nothing while it flows, and exactly the pause a publisher made.
+
+    A decoder hands a frame out only once it is whole (and, for pieces cut anywhere, the next
+    one has begun) and the codec adds its delay, so the audio decoded before a message is never
+    exactly at its stamp; none of that is a gap.
+    """
+    require_pyav()
+    from ..conftest import mp3_packets
+
+    pcm = (tone(rate, 3.0) * 32767).astype(np.int16)
+    first = stamped_pieces(mp3_packets(pcm, rate), frames_per_message, piece_bytes)
+    second = stamped_pieces(mp3_packets(pcm, rate), frames_per_message, piece_bytes)
+    ingest = AudioIngest()
+    ingest.set_format(PcmFormat(rate, 1, "S16LE", "mp3"))
+    samples = [ingest.convert(np.frombuffer(data, np.uint8), stamp_s=1000.0 + t).samples
+               for data, t in first]
+    assert not ingest.counts, dict(ingest.counts)  # continuous: nothing to report
+    resumed = 1000.0 + 3.0 + 1.0  # the publisher paused for 1 s, then sent a new stream
+    samples += [ingest.convert(np.frombuffer(data, np.uint8), stamp_s=resumed + t).samples
+                for data, t in second]
+    assert dict(ingest.counts) == {"stamp_gap": 1}, dict(ingest.counts)
+    assert ingest.seconds["stamp_gap"] == pytest.approx(1.0, abs=0.2)
+    assert abs(sum(map(len, samples)) / 16000 - 6.0) < 0.3  # all of it, resampled to 16 kHz

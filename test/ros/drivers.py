@@ -7,7 +7,6 @@ prefix, mgonzs13_checks.py.
 from __future__ import annotations
 
 import contextlib
-import io
 import time
 from collections import deque
 from pathlib import Path
@@ -15,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rclpy
-import soundfile
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.parameter import Parameter
@@ -25,6 +23,7 @@ from std_msgs.msg import String
 
 from audio_interaction_ros.ros.interaction_node import InteractionNode
 
+from ..conftest import mp3_packets
 from .conftest import spin_until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -195,11 +194,9 @@ class RosDriversCapture:
             buffers = [(pcm[i:i + step].tobytes(), len(pcm[i:i + step]) / self.rate)
                        for i in range(0, len(pcm), step)]
         else:
-            encoded = io.BytesIO()
-            soundfile.write(encoded, pcm, self.rate, format="MP3", subtype="MPEG_LAYER_III")
-            data = encoded.getvalue()
-            seconds_per_byte = len(pcm) / self.rate / len(data)
-            buffers = [(data[i:i + 432], 432 * seconds_per_byte) for i in range(0, len(data), 432)]
+            packets = mp3_packets(pcm, self.rate)  # lamemp3enc's buffers, a frame each
+            frame_s = packets[1][1] - packets[0][1]
+            buffers = [(data, frame_s) for data, _ in packets]
         for payload, seconds in buffers:
             self.paced.add(lambda p=payload, s=seconds: self._publish(p, s), seconds)
 
