@@ -15,11 +15,12 @@ different context lengths (``context + 37 i`` tokens, KV caches of random keys/v
 depends on length, not values; rewound after each repetition) and compute only the two decision
 logits, as the session does. ``reply``: N rows of one reply token (whole vocabulary) batched vs
 sequential. Figures are medians (p50) and p95 over repetitions, in ms per chunk, with the load
-average beside them.
+average beside them; every variant is timed once per round, round robin (see ``measure``).
 
-    .venv/bin/python bench/batch_step.py --json bench/results/batch_step_fixture_cpu_float32.json
+    .venv/bin/python bench/batch_step.py --dtype float32 --threads 2 --reps 30 --warmup 5 \
+        --json bench/results/batch_step_fixture_cpu_float32.json
     flock /tmp/heavy.lock .venv/bin/python bench/batch_step.py --model real --dtype bfloat16 \
-        --threads 2 --json bench/results/batch_step_real_cpu_bfloat16.json
+        --threads 2 --reps 9 --json bench/results/batch_step_real_cpu_bfloat16.json
     .venv/bin/python bench/batch_step.py --plot bench/results/batch_step.png \
         bench/results/batch_step_*.json            # the picture and the README table
 """
@@ -114,31 +115,42 @@ def _rewound(fn, caches: list[KVCache]) -> float:
 @torch.inference_mode()
 def measure(model: AudioInteractionModel, context: int, reps: int, warmup: int,
             seed: int) -> dict:
+    """Time every variant (layout, N, batched or not; reply tokens) once per round, round robin.
+
+    Interleaved, so that a shared machine's slow minutes hit every variant alike: timed one
+    after the other, a block of N=1 repetitions taken in a quiet minute and a block of N=3 in a
+    busy one moved the ratio by 0.3.
+    """
     generator = torch.Generator().manual_seed(seed)
     caches = [random_cache(model, context + CONTEXT_STEP * i, generator=generator)
               for i in range(max(NS))]
     fronts = [StreamingFrontEnd() for _ in range(max(NS))]
     audio = (np.random.default_rng(seed).standard_normal(CHUNK_SAMPLES) * 0.1).astype(np.float32)
-    out: dict = {"context": context, "reps": reps, "chunk": {}, "reply": {}}
-    for layout in ("sessions", "streams"):
-        out["chunk"][layout] = {}
-        for n in NS:
-            figures = {}
-            for batched in (True, False):
-                times = [_rewound(lambda: chunk_cost(model, caches[:n], fronts[:n], audio,
-                                                     layout, batched), caches[:n])
-                         for _ in range(warmup + reps)][warmup:]
-                figures["batched" if batched else "sequential"] = _figures(times)
-            out["chunk"][layout][str(n)] = figures
+    variants = {}
+    for n in NS:
+        for batched in (True, False):
+            kind = "batched" if batched else "sequential"
+            for layout in ("sessions", "streams"):
+                variants[("chunk", layout, n, kind)] = (
+                    lambda n=n, layout=layout, batched=batched: chunk_cost(
+                        model, caches[:n], fronts[:n], audio, layout, batched))
+            variants[("reply", None, n, kind)] = (
+                lambda n=n, batched=batched: reply_cost(model, caches[:n], batched))
+    times: dict[tuple, list[float]] = {key: [] for key in variants}
+    for round_ in range(warmup + reps):
+        for key, cost in variants.items():
+            seconds = _rewound(cost, caches[:key[2]])
+            if round_ >= warmup:
+                times[key].append(seconds)
+    out: dict = {"context": context, "reps": reps, "interleaved": True, "chunk": {}, "reply": {}}
+    for (what, layout, n, kind), seconds in times.items():
+        target = out["chunk"].setdefault(layout, {}) if what == "chunk" else out["reply"]
+        target.setdefault(str(n), {})[kind] = _figures(seconds)
+    for layout, by_n in out["chunk"].items():
+        for n, figures in by_n.items():
             print(f"context {context} {layout:<8} N={n}: batched "
                   f"{figures['batched']['p50_ms']:.1f} ms, sequential "
                   f"{figures['sequential']['p50_ms']:.1f} ms", flush=True)
-    for n in NS:
-        out["reply"][str(n)] = {
-            ("batched" if batched else "sequential"): _figures(
-                [_rewound(lambda: reply_cost(model, caches[:n], batched), caches[:n])
-                 for _ in range(warmup + reps)][warmup:])
-            for batched in (True, False)}
     return out
 
 

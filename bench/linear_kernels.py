@@ -5,7 +5,8 @@ Both are bound by reading the weights, so fewer bytes per weight should pay, but
 kernel keeps streaming at memory speed with 13 rows. This times a stack of distinct Qwen2.5-3B
 MLPs (gate/up 11008x2048, down 2048x11008; distinct matrices, so nothing stays in the CPU cache:
 one matrix timed over and over flatters int8 by ~1.6x) for each storage (bf16, int8, int4, the
-modules of core/quantization.py) eager and compiled (each MLP a unit compiled exactly as
+modules of core/quantization.py; and w8a8, int8 x int8, timed to see whether it would pay) eager
+and compiled (each MLP a unit compiled exactly as
 core/compilation.py compiles the model: inductor's CPU GEMM templates on frozen weights, one
 graph per unit for any row count), at the row counts the model uses. Figures are milliseconds
 per MLP and speed-up against eager bf16 at the same row count, measured interleaved (round
@@ -30,6 +31,33 @@ from audio_interaction_ros.core.quantization import QuantizationReport, quantize
 HIDDEN, INTERMEDIATE = 2048, 11008
 
 
+class W8A8Linear(torch.nn.Module):
+    """int8 weights x int8 activations (``w8a8``): a kernel the package does NOT use, timed here.
+
+    Per-channel int8 weights stored (in, out) (oneDNN's fastest layout for ``torch._int_mm``),
+    activations quantized per row on every call (absmax / 127, as torchao's
+    ``_quantize_activation_per_token_absmax``), exact int32 product, rescaled. The question it
+    answers: does an int8 x int8 GEMM (AVX512-VNNI) keep the halved bytes at 13 rows, where the
+    weight-only kernels lose them? (torchao's own ``_quant_int8_dynamic_per_token_linear`` was
+    30x slower at 1 row on this CPU: it sums the whole weight on every call.)
+    """
+
+    def __init__(self, linear: torch.nn.Linear) -> None:
+        super().__init__()
+        from torchao.quantization.utils import dynamically_quantize_per_channel
+
+        q, scale, _ = dynamically_quantize_per_channel(linear.weight.detach(), -128, 127,
+                                                       torch.int8)
+        self.qweight_t, self.scale = q.t().contiguous(), scale.float()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        values = x.float()
+        row_scale = values.abs().amax(dim=-1, keepdim=True).clamp_min(1e-5) / 127
+        values = torch.round(values / row_scale).clamp_(-127, 127).to(torch.int8)
+        y = torch._int_mm(values, self.qweight_t).float() * (row_scale * self.scale)
+        return y.to(x.dtype)
+
+
 class MLPStack(torch.nn.Module):
     """``count`` Qwen2 MLPs applied in turn (residual), each with its own random weights."""
 
@@ -48,7 +76,8 @@ class MLPStack(torch.nn.Module):
                 linear = getattr(mlp, name)
                 with torch.no_grad():
                     linear.weight.normal_(0.0, 0.02, generator=generator)
-                setattr(mlp, name, quantize_linear(linear, scheme, torch.device("cpu"), report))
+                setattr(mlp, name, W8A8Linear(linear) if scheme == "w8a8" else
+                        quantize_linear(linear, scheme, torch.device("cpu"), report))
             self.mlps.append(mlp)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -71,7 +100,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--mlps", type=int, default=8, help="distinct MLPs in the stack")
     parser.add_argument("--rows", default="1,13,39", help="row counts (M) to time")
-    parser.add_argument("--schemes", default="none,int8,int4")
+    parser.add_argument("--schemes", default="none,int8,int4,w8a8",
+                        help="w8a8: int8 x int8 (not a package option; see W8A8Linear)")
     parser.add_argument("--no-compile", action="store_true", help="eager kernels only")
     parser.add_argument("--rounds", type=int, default=5, help="round-robin rounds")
     parser.add_argument("--reps", type=int, default=3, help="calls per variant per round")
