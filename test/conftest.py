@@ -81,6 +81,26 @@ def tiny_model(fixture_dir):
     return AudioInteractionModel.load(fixture_dir / "ckpt", device="cpu", dtype="float32")
 
 
+@pytest.fixture(scope="session", params=["toy", "fixture"])
+def trained_checkpoint(request) -> Path:
+    """A trained checkpoint in the release layout: the project's toy, and the shared fixture.
+
+    For what any trained model shows (loading, quantization, compilation): the toy runs in
+    every clone; the fixture (the authors' layout, their training) where ../shared is, as in CI.
+    """
+    if request.param == "toy":
+        return request.getfixturevalue("toy_model_dir")
+    return request.getfixturevalue("fixture_dir") / "ckpt"
+
+
+@pytest.fixture(scope="session")
+def trained_model(trained_checkpoint):
+    """``trained_checkpoint`` loaded once, fp32 on CPU: the unquantized, eager reference."""
+    from audio_interaction_ros.core.model import AudioInteractionModel
+
+    return AudioInteractionModel.load(trained_checkpoint, device="cpu", dtype="float32")
+
+
 @pytest.fixture(scope="module")
 def one_torch_thread():
     """For modules that run the 64-wide models.

@@ -34,9 +34,9 @@ def test_which_setting_compiles(mode, device, dtype, scheme, size, expected):
     assert enabled == expected and reason
 
 
-def test_unknown_compile_setting_is_a_clear_error(fixture_dir):
+def test_unknown_compile_setting_is_a_clear_error(toy_model_dir):
     with pytest.raises(ValueError, match="'yes' is not one of auto, true, false"):
-        AudioInteractionModel.load(fixture_dir / "ckpt", device="cpu", compile="yes")
+        AudioInteractionModel.load(toy_model_dir, device="cpu", compile="yes")
 
 
 def test_every_unit_gets_its_graph_past_dynamos_limit(monkeypatch):
@@ -55,11 +55,11 @@ def test_every_unit_gets_its_graph_past_dynamos_limit(monkeypatch):
         torch.testing.assert_close(unit(x), expected)
 
 
-def ten_minutes(audio_dir) -> np.ndarray:
-    """1500 chunks: every 30 s a beep (the fixture answers it: one-row decode steps), real speech
+def ten_minutes(speech_wav) -> np.ndarray:
+    """1500 chunks: every 30 s a beep (the models answer it: one-row decode steps), speech
     and quiet noise; the context passes 4096 tokens several times (rebuilds: long prefills)."""
     rng = np.random.default_rng(0)
-    speech = read_audio_file(audio_dir / "02_translate_sample02_02.wav")
+    speech = read_audio_file(speech_wav)
     period = np.zeros(30 * SAMPLE_RATE_HZ, dtype=np.float32)
     period[:len(beep_clip())] += beep_clip()
     period[4 * SAMPLE_RATE_HZ:4 * SAMPLE_RATE_HZ + len(speech)] += speech
@@ -82,21 +82,21 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def compiled(fixture_dir):
-    model = AudioInteractionModel.load(fixture_dir / "ckpt", device="cpu", dtype="float32",
+def compiled(trained_checkpoint):
+    model = AudioInteractionModel.load(trained_checkpoint, device="cpu", dtype="float32",
                                        compile="true")
     return model, graphs()
 
 
-def test_compiled_units_replace_the_mlps_and_decide_like_eager(compiled, tiny_model, audio_dir):
+def test_compiled_units_replace_the_mlps_and_decide_like_eager(compiled, trained_model,
+                                                               speech_wav):
     model, _ = compiled
     assert model.info.compiled and "4 units, 4 graphs" in model.info.compile_reason
     units = [m for m in model.lm.modules() if isinstance(m, CompiledUnit)]
     assert len(units) == model.info.n_layers
-    bark = read_audio_file(audio_dir / "01_count_bark_sample01_01.mp3")
-    clip = np.concatenate([beep_clip(), bark, beep_clip()])
+    clip = np.concatenate([beep_clip(), read_audio_file(speech_wav), beep_clip()])
     clip = np.concatenate([clip, np.zeros(-len(clip) % CHUNK_SAMPLES, np.float32)])
-    want, got = stream(tiny_model, clip), stream(model, clip)
+    want, got = stream(trained_model, clip), stream(model, clip)
     assert [(e.speak, round(e.p_speak, 3)) for e in got if isinstance(e, Decision)] == \
         [(e.speak, round(e.p_speak, 3)) for e in want if isinstance(e, Decision)]
     replies = [e.text for e in got if isinstance(e, ReplyDone)]
@@ -105,12 +105,12 @@ def test_compiled_units_replace_the_mlps_and_decide_like_eager(compiled, tiny_mo
 
 
 @pytest.mark.slow
-def test_compiled_model_streams_ten_minutes_without_a_recompile(compiled, audio_dir):
+def test_compiled_model_streams_ten_minutes_without_a_recompile(compiled, speech_wav):
     """Warm-up compiled every unit once; 13-row listens, 1-row replies and 2000-row context
     rebuilds must all run on those graphs (dynamo's counter would grow otherwise, or a step
     would fail: the units' eager weights were discarded when they were packed)."""
     model, after_warm_up = compiled
-    audio = ten_minutes(audio_dir)
+    audio = ten_minutes(speech_wav)
     assert len(audio) // CHUNK_SAMPLES == 1500
     events = stream(model, audio)
     assert graphs() == after_warm_up

@@ -42,34 +42,33 @@ def log_odds(p: float) -> float:
 
 
 @pytest.fixture(scope="module")
-def clip(audio_dir) -> np.ndarray:
-    """A beep, then 10.8 s of real speech, then a beep: what the fixture answers and what not."""
-    speech = read_audio_file(audio_dir / "02_translate_sample02_02.wav")
-    return np.concatenate([beep_clip(), speech, beep_clip()])
+def clip(speech_wav) -> np.ndarray:
+    """A beep, a spoken sentence, a beep: what the trained models answer, between silences."""
+    return np.concatenate([beep_clip(), read_audio_file(speech_wav), beep_clip()])
 
 
 @pytest.mark.parametrize("scheme, max_log_odds", [("int8", 0.25), ("int4", 1.0)])
-def test_quantized_fixture_loads_and_decides_like_the_unquantized(fixture_dir, tiny_model, clip,
-                                                                  scheme, max_log_odds):
-    model = AudioInteractionModel.load(fixture_dir / "ckpt", device="cpu", dtype="float32",
+def test_quantized_model_loads_and_decides_like_the_unquantized(trained_checkpoint, trained_model,
+                                                                clip, scheme, max_log_odds):
+    model = AudioInteractionModel.load(trained_checkpoint, device="cpu", dtype="float32",
                                        quantization=scheme)
     assert model.info.quantization == scheme
     assert scheme in model.info.quantized_layers and "dense" not in model.info.quantized_layers
     assert not any(isinstance(m, torch.nn.Linear) for m in model.lm.modules())
-    ref, got = decisions(tiny_model, clip), decisions(model, clip)
+    ref, got = decisions(trained_model, clip), decisions(model, clip)
     assert [s for s, _ in got] == [s for s, _ in ref]
     assert any(s for s, _ in ref) and not all(s for s, _ in ref)  # both kinds were decided
     worst = max(abs(log_odds(p) - log_odds(q)) for (_, p), (_, q) in zip(ref, got))
     assert worst < max_log_odds
 
 
-def test_weight_bytes_are_reported_and_shrink(fixture_dir, tiny_model):
-    sizes = {scheme: AudioInteractionModel.load(fixture_dir / "ckpt", device="cpu",
+def test_weight_bytes_are_reported_and_shrink(trained_checkpoint, trained_model):
+    sizes = {scheme: AudioInteractionModel.load(trained_checkpoint, device="cpu",
                                                 dtype="float32", quantization=scheme).info
              for scheme in ("int8", "int4")}
-    dense = tiny_model.info
+    dense = trained_model.info
     assert dense.quantization == "none" and dense.quantized_layers == "28 dense"
-    assert dense.weight_bytes == quant.tensor_bytes(tiny_model.lm, tiny_model.encoder)
+    assert dense.weight_bytes == quant.tensor_bytes(trained_model.lm, trained_model.encoder)
     # the 151936 x 64 float32 embedding stays: it dominates the fixture's bytes
     assert sizes["int4"].weight_bytes <= sizes["int8"].weight_bytes < dense.weight_bytes - 25e6
     assert "1 kept int8: LM head" in sizes["int4"].quantized_layers
@@ -110,9 +109,9 @@ def test_linear_rows_are_the_dense_rows_of_plain_and_int8_layers():
         quant.linear_rows(torch.nn.Conv1d(4, 4, 3), rows)
 
 
-def test_unknown_quantization_is_a_clear_error(fixture_dir):
+def test_unknown_quantization_is_a_clear_error(toy_model_dir):
     with pytest.raises(ValueError, match="'int3' is not one of none, int8, int4"):
-        AudioInteractionModel.load(fixture_dir / "ckpt", device="cpu", quantization="int3")
+        AudioInteractionModel.load(toy_model_dir, device="cpu", quantization="int3")
 
 
 def test_int4_on_a_gpu_without_the_kernel_names_what_works(monkeypatch):
@@ -136,15 +135,15 @@ def test_quantization_without_torchao_says_how_to_get_it(monkeypatch):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
-def test_tensor_by_tensor_loader_equals_transformers_from_pretrained(fixture_dir, dtype):
+def test_tensor_by_tensor_loader_equals_transformers_from_pretrained(trained_checkpoint, dtype):
     """Same parameters and buffers (values and dtypes) as transformers' own loading."""
     from transformers import AutoConfig, Qwen2ForCausalLM
     from transformers.models.qwen2_5_omni.modeling_qwen2_5_omni import Qwen2_5OmniAudioEncoder
 
     torch_dtype = getattr(torch, dtype)
-    files = ckpt.verify_checkpoint(fixture_dir / "ckpt")
+    files = ckpt.verify_checkpoint(trained_checkpoint)
     litgpt = ckpt.read_litgpt_config(files.lm_config)
-    ours = AudioInteractionModel.load(fixture_dir / "ckpt", device="cpu", dtype=dtype)
+    ours = AudioInteractionModel.load(trained_checkpoint, device="cpu", dtype=dtype)
     lm = Qwen2ForCausalLM.from_pretrained(
         None, config=ckpt.qwen2_config(litgpt), dtype=torch_dtype,
         state_dict=dict(ckpt.iter_lm_tensors(files, litgpt)))
@@ -184,8 +183,8 @@ def test_auto_dtype_on_cpu_follows_native_bf16(monkeypatch, feature, expected):
     assert resolve_dtype("float32", CPU) == torch.float32  # parity tests ask for it explicitly
 
 
-def test_auto_dtype_is_reported_by_the_loaded_model(fixture_dir, monkeypatch):
+def test_auto_dtype_is_reported_by_the_loaded_model(toy_model_dir, monkeypatch):
     monkeypatch.setattr(model_module, "cpu_bf16_feature", lambda cpuinfo=None: None)
-    model = AudioInteractionModel.load(fixture_dir / "ckpt", device="cpu")
+    model = AudioInteractionModel.load(toy_model_dir, device="cpu")
     assert model.info.dtype == "float32" and model.info.dtype_reason == \
         "auto: CPU has no native bf16"
