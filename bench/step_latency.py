@@ -145,7 +145,7 @@ def bench_contexts(model: AudioInteractionModel, rows: torch.Tensor, contexts: l
 
 
 def _time_full_head(model: AudioInteractionModel, head: torch.nn.Module, tokens: int) -> float:
-    """The LM head over every position of a listen block, over the whole vocabulary.
+    """Time the LM head over every position of a listen block, over the whole vocabulary.
 
     That is what the authors' step computes (litgpt's ``GPT.forward`` applies ``lm_head`` to
     every position; the last one decides); the package computes two rows of one position. The
