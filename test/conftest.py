@@ -83,7 +83,7 @@ def tiny_model(fixture_dir):
 
 @pytest.fixture(scope="session", params=["toy", "fixture"])
 def trained_checkpoint(request) -> Path:
-    """A trained checkpoint in the release layout: the project's toy, and the shared fixture.
+    """Return a trained checkpoint in the release layout: the toy, then the shared fixture.
 
     For what any trained model shows (loading, quantization, compilation): the toy runs in
     every clone; the fixture (the authors' layout, their training) where ../shared is, as in CI.
