@@ -103,6 +103,7 @@ class AudioInput:
         self._topic, self._info_topic = topic, info_topic
         self._sub = None
         self._info_sub = None
+        self._subscribed_topic: str | None = None  # resolved name, read once at subscribing
 
     def open(self) -> None:
         """Subscribe (in ``auto``, to what the topic's publishers offer now, else stamped)."""
@@ -138,8 +139,13 @@ class AudioInput:
         return current
 
     def describe(self) -> str:
-        """E.g. ``ros-drivers audio_common_msgs/msg/AudioDataStamped on /audio``."""
-        topic = self._sub.topic_name if self._sub is not None else self._topic
+        """E.g. ``ros-drivers audio_common_msgs/msg/AudioDataStamped on /audio``.
+
+        Reads no rcl handle: a diagnostics callback on another executor thread may describe the
+        input while a transition closes it, and a destroyed subscription's ``topic_name``
+        raises (it ended the fleet test's executor once).
+        """
+        topic = self._subscribed_topic or self._topic
         return f"{self.variant.name} {self.variant.type_name(self.kind)} on {topic}"
 
     def close(self) -> None:
@@ -148,6 +154,7 @@ class AudioInput:
             if sub is not None:
                 self._node.destroy_subscription(sub)
         self._sub = self._info_sub = None
+        self._subscribed_topic = None
 
     def _subscribe(self, kind: str) -> None:
         if self._sub is not None:
@@ -155,3 +162,4 @@ class AudioInput:
         self.kind = kind
         self._sub = self._node.create_subscription(
             getattr(self.variant, kind), self._topic, self._on_audio, self._qos)
+        self._subscribed_topic = self._sub.topic_name
