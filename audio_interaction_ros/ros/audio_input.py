@@ -103,7 +103,6 @@ class AudioInput:
         self._topic, self._info_topic = topic, info_topic
         self._sub = None
         self._info_sub = None
-        self._subscribed_topic: str | None = None  # resolved name, read once at subscribing
 
     def open(self) -> None:
         """Subscribe (in ``auto``, to what the topic's publishers offer now, else stamped)."""
@@ -141,11 +140,13 @@ class AudioInput:
     def describe(self) -> str:
         """E.g. ``ros-drivers audio_common_msgs/msg/AudioDataStamped on /audio``.
 
-        Reads no rcl handle: a diagnostics callback on another executor thread may describe the
-        input while a transition closes it, and a destroyed subscription's ``topic_name``
-        raises (it ended the fleet test's executor once).
+        Reads no subscription handle: a diagnostics callback on another executor thread may
+        describe the input while a transition closes it, and a destroyed subscription's
+        ``topic_name`` raises (it ended the fleet test's executor once). The node resolves the
+        same name (namespace, remaps), as ``_offered_kind`` does.
         """
-        topic = self._subscribed_topic or self._topic
+        topic = self._node.resolve_topic_name(self._topic) if self._sub is not None else \
+            self._topic
         return f"{self.variant.name} {self.variant.type_name(self.kind)} on {topic}"
 
     def close(self) -> None:
@@ -154,7 +155,6 @@ class AudioInput:
             if sub is not None:
                 self._node.destroy_subscription(sub)
         self._sub = self._info_sub = None
-        self._subscribed_topic = None
 
     def _subscribe(self, kind: str) -> None:
         if self._sub is not None:
@@ -162,4 +162,3 @@ class AudioInput:
         self.kind = kind
         self._sub = self._node.create_subscription(
             getattr(self.variant, kind), self._topic, self._on_audio, self._qos)
-        self._subscribed_topic = self._sub.topic_name
