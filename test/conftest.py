@@ -212,18 +212,11 @@ def mp3_packets(pcm, rate: int, bitrate: int = 32000) -> list[tuple[bytes, float
     encoder.sample_rate, encoder.layout, encoder.format = rate, "mono", "s16p"
     encoder.bit_rate = bitrate
     encoder.open()
-    frames = []
-    step = encoder.frame_size
-    for start in range(0, len(pcm) + step, step):  # the last pass flushes
-        piece = np.asarray(pcm[start:start + step], np.int16)
-        if len(piece) == 0:
-            frames.append(None)
-            break
+    packets = []
+    for start in range(0, len(pcm), encoder.frame_size):
+        piece = np.asarray(pcm[start:start + encoder.frame_size], np.int16)
         frame = av.AudioFrame.from_ndarray(piece[None, :], format="s16p", layout="mono")
         frame.sample_rate, frame.pts = rate, start
-        frames.append(frame)
-    packets = []
-    for frame in frames:
-        for packet in encoder.encode(frame):
-            packets.append((bytes(packet), float(packet.pts * packet.time_base)))
-    return packets
+        packets += encoder.encode(frame)
+    packets += encoder.encode(None)  # flush
+    return [(bytes(packet), float(packet.pts * packet.time_base)) for packet in packets]
