@@ -41,7 +41,8 @@ from .pipeline import StepTiming, encode_mels
 from .protocol import CHUNK_SAMPLES
 from .session import ListenSession
 from .step import ListenRequest, forward_step
-from .stream import (TIMING_WINDOW, EngineConfig, EngineStats, SampleFifo, Stream, describe)
+from .stream import (TIMING_WINDOW, EngineConfig, EngineStats, SampleFifo, Stream, describe,
+                     percentile)
 
 __all__ = ["BatchStats", "DEFAULT_STREAM", "Engine", "EngineConfig", "EngineStats",
            "SampleFifo", "StepTiming", "Stream"]
@@ -129,8 +130,7 @@ class Engine:
         ms = [s * 1e3 for _, s in forwards]
         return BatchStats(count, streams, float(np.median(rows)) if rows else 0.0,
                           max(rows, default=0),
-                          float(np.percentile(ms, 50)) if ms else 0.0,
-                          float(np.percentile(ms, 95)) if ms else 0.0)
+                          percentile(ms, 50), percentile(ms, 95))
 
     @property
     def busy(self) -> bool:

@@ -150,7 +150,8 @@ class _OpenChunk:
     fresh: bool = True  # taken in the tick now running: a failure loses its audio
 
 
-def _percentile(values: list[float], q: float) -> float:
+def percentile(values: list[float], q: float) -> float:
+    """``np.percentile``, 0.0 for no values yet (the figures of a stream that has not run)."""
     return float(np.percentile(values, q)) if values else 0.0
 
 
@@ -308,7 +309,7 @@ class Stream:
         return EngineStats(
             chunks=self._chunks, backlog_s=self.backlog_s,
             dropped_s={k: v / SAMPLE_RATE_HZ for k, v in dropped.items()},
-            decision_p50_ms=_percentile(decisions, 50), decision_p95_ms=_percentile(decisions, 95),
+            decision_p50_ms=percentile(decisions, 50), decision_p95_ms=percentile(decisions, 95),
             real_time_factor=busy / (len(recent) * CHUNK_SECONDS) if recent else 0.0,
             replies=self._replies, errors=self._errors, last_error=self._last_error)
 
